@@ -91,7 +91,7 @@ def save_volume(
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.nii.gz"
         >>> _ = save_volume(out, np.zeros((4, 5, 6), np.int16), np.diag([2.0, 2.0, 3.0, 1.0]))
         >>> img = nib.load(out)
-        >>> bool(np.allclose(img.get_qform(), img.get_sform())), img.header.get_zooms()
+        >>> bool(np.allclose(img.get_qform(), img.get_sform())), tuple(float(z) for z in img.header.get_zooms())
         (True, (2.0, 2.0, 3.0))
     """
     out = Path(path)
