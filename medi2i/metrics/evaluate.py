@@ -245,10 +245,30 @@ def summarize(cases: pd.DataFrame, id_column: str = "case_id") -> pd.DataFrame:
                     "mean": float(np.mean(values)),
                     "std": float(np.std(values)),
                     "median": float(np.median(values)),
-                    "p30": float(np.quantile(values, 0.3)),  # Learn2Reg "30" robustness column
+                    "p30": _quantile(values, 0.3),  # Learn2Reg "30" robustness column
                 }
             )
     return pd.DataFrame(rows, columns=["metric", "n", "mean", "std", "median", "p30"])
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    """Linear-interpolated quantile (numpy's default, as Learn2Reg) that stays defined with infinities.
+
+    numpy's interpolation computes ``inf - inf`` next to an infinite value and returns NaN; here a
+    quantile that falls between a finite value and +inf (or on two equal infinities) is +inf, as the
+    limit says (e.g. PSNR = inf for cases identical to their reference). Finite inputs go to numpy.
+    """
+    if np.all(np.isfinite(values)):
+        return float(np.quantile(values, q))
+    ordered = np.sort(values)
+    position = (ordered.size - 1) * q
+    low, high = ordered[math.floor(position)], ordered[math.ceil(position)]
+    fraction = position - math.floor(position)
+    if fraction == 0 or low == high:
+        return float(low)
+    if high == math.inf or low == -math.inf:
+        return float(high if high == math.inf else low)
+    return float(low + (high - low) * fraction)
 
 
 def _write_outputs(

@@ -22,6 +22,7 @@ from medi2i.metrics import (
     evaluate_synthesis,
     registration_cases_from_manifest,
     registration_metrics,
+    summarize,
     synthesis_cases_from_manifest,
     synthrad_metrics,
 )
@@ -260,3 +261,18 @@ def test_cli_help_describes_definitions(capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "[-1024, 3000]" in text and "<subject_id>.nii.gz" in text
+
+
+@pytest.mark.parametrize(
+    ("values", "p30"),
+    [
+        ([0.7, 0.8, 0.9], float(np.quantile([0.7, 0.8, 0.9], 0.3))),  # finite: exactly numpy's linear quantile
+        ([math.inf], math.inf),  # a prediction identical to its reference has PSNR = inf
+        ([30.0, math.inf, math.inf], math.inf),
+        ([30.0, 40.0, math.inf], 36.0),
+    ],
+)
+def test_summary_p30_stays_defined_with_infinite_cases(values, p30):
+    summary = summarize(pd.DataFrame({"case_id": [f"c{i}" for i in range(len(values))], "psnr": values}))
+    assert summary.loc[0, "p30"] == p30
+    assert summary.loc[0, "median"] == float(np.median(values))
