@@ -1,6 +1,6 @@
 """Grids, warping and composition of dense displacement fields (DDFs): the one spatial convention of medi2i.
 
-Convention (ARCHITECTURE.md section 3), used by every module that touches a DDF:
+Convention (docs/conventions.md), used by every module that touches a DDF:
 
 * A DDF ``u`` has shape ``(B, ndim, *spatial)`` (``ndim`` = 2 or 3), is defined on the *fixed* grid and is
   in **voxel units** of that grid.
@@ -32,14 +32,13 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.networks.blocks import Warp
 from monai.utils import StrEnum, look_up_option
 
 from medi2i.errors import Medi2iInputError
-from medi2i.io import atomic_path, save_volume
+from medi2i.io import atomic_path, load_volume, save_volume
 from medi2i.typing import ArrayLike, PathLike
 
 __all__ = [
@@ -345,6 +344,7 @@ def write_ddf(path: PathLike, ddf: ArrayLike, fixed_affine: ArrayLike, *, dtype:
 
     Example:
         >>> import tempfile, pathlib
+        >>> import nibabel as nib
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "disp_0001_0002.nii.gz"
         >>> _ = write_ddf(out, np.zeros((3, 4, 5, 6), np.float32), np.diag([2.0, 2.0, 3.0, 1.0]))
         >>> nib.load(out).shape
@@ -425,12 +425,9 @@ def _load_raw(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise Medi2iInputError(f"cannot read the .npz archive ({type(exc).__name__}: {exc})", path=path) from exc
         return data, affine
     if name.endswith((".nii", ".nii.gz")):
-        try:
-            image = nib.load(path)
-            data = np.asarray(image.dataobj)  # applies scl_slope / scl_inter when the header sets them
-        except Exception as exc:
-            raise Medi2iInputError(f"cannot read the NIfTI file ({type(exc).__name__}: {exc})", path=path) from exc
-        return data, np.asarray(image.affine, np.float64)
+        # the strict loader: header size, qform/sform agreement, shear, scaling and NaN checks as for images
+        volume = load_volume(path, kind="image", vector=True)
+        return volume.array, np.asarray(volume.affine, np.float64)
     raise Medi2iInputError(
         "unsupported DDF format", path=path, field="suffix", found=path.suffix, expected="'.nii.gz', '.nii' or '.npz'"
     )

@@ -1,7 +1,7 @@
 """Local pretrained-weight files: where they live, how they are found, how they are read. Nothing downloads.
 
 Pretrained feature networks (VGG16/19 for LPIPS and the style methods, Inception for FID) load from
-a local file (ARCHITECTURE.md section 3, "Weights"). The lookup order is:
+a local file (docs/conventions.md, "Weights"). The lookup order is:
 
 1. an explicit path from the config or constructor argument (a file, or a folder holding the file);
 2. the weights folder: ``$MEDI2I_WEIGHTS`` if set, else ``~/.cache/medi2i/weights``.

@@ -329,11 +329,11 @@ def test_read_errors_name_file_and_field(tmp_path, rng):
     bad = rng.normal(size=(4, 5, 6, 3)).astype(np.float32)
     bad[1, 1, 1, 0] = np.nan
     nan_file = write_nifti(tmp_path / "nan.nii.gz", bad, np.eye(4))
-    with pytest.raises(Medi2iInputError, match="nan.nii.gz: data: DDF contains NaN or Inf"):
+    with pytest.raises(Medi2iInputError, match=r"nan.nii.gz: data: .*NaN or Inf"):
         read_ddf(nan_file)
     corrupt = tmp_path / "corrupt.nii.gz"
     corrupt.write_bytes(b"not a nifti file at all")
-    with pytest.raises(Medi2iInputError, match="corrupt.nii.gz: cannot read"):
+    with pytest.raises(Medi2iInputError, match="corrupt.nii.gz: gzip stream: corrupt or truncated"):
         read_ddf(corrupt)
     np.savez(tmp_path / "keys.npz", flow=np.zeros((2, 2, 2, 3)))
     with pytest.raises(Medi2iInputError, match="keys.npz: keys: no displacement array"):

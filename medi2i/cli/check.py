@@ -31,7 +31,9 @@ COLUMN_KINDS = {
 #: (reference column, column that must share its grid)
 SAME_GRID = {
     ManifestKind.SYNTHESIS: [("source", "target"), ("source", "mask"), ("source", "label")],
+    # fixed and moving must share a grid too: medi2i registers in array space (pre-aligned pairs)
     ManifestKind.REGISTRATION: [
+        ("fixed", "moving"),
         ("fixed", "fixed_label"),
         ("fixed", "fixed_mask"),
         ("moving", "moving_label"),

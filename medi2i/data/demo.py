@@ -2,7 +2,7 @@
 
 No installable package ships real paired T1w/T2w or MR/CT volumes, so medi2i makes a small
 cohort on first use from the real MNI ICBM152 2009a template that the nilearn wheel ships
-(see ``DEMO_COHORT.md``; recipe in :mod:`medi2i.data.demo_simulation`). Every bundle's default
+(see ``docs/demo_cohort.md``; recipe in :mod:`medi2i.data.demo_simulation`). Every bundle's default
 manifest points at it, so every command runs on a machine with no data and no internet.
 
 Layout of ``OUT`` (the manifests' ``data_root``; paths in the manifests are relative to it)::
@@ -293,7 +293,7 @@ def demo_manifest(name: str, out: PathLike | None = None) -> Path:
 def subject_ddf(seed: int, index: int, *, spatial_dims: int = 3, resolution: float = 2.0) -> np.ndarray:
     """Regenerate the field that generated subject ``index`` of the cohort made with ``seed``.
 
-    The field is the pull displacement on the subject grid (ARCHITECTURE.md conventions): the
+    The field is the pull displacement on the subject grid (docs/conventions.md): the
     subject's tissue maps are ``template(x + u(x))``, i.e. ``phi = id + u`` maps subject voxels to
     template voxels. The brain of moving subject ``j`` therefore aligns with fixed subject ``i``
     under the pull field ``phi_j^-1 o phi_i - id`` (on the fixed grid). Skull and scalp shells are

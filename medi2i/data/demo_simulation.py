@@ -1,6 +1,6 @@
 """Simulate one demo subject from the template: deformation, tissues, MR and CT signal, noise.
 
-Recipe (DEMO_COHORT.md). Every random draw comes from three generators derived with
+Recipe (docs/demo_cohort.md). Every random draw comes from three generators derived with
 :class:`numpy.random.SeedSequence` from ``(seed, spatial_dims, subject index)`` only, so subject
 ``k`` is the same whatever the cohort size, and its generating field can be regenerated alone
 (:func:`subject_rngs`, :func:`generating_ddf`).
@@ -9,7 +9,7 @@ Recipe (DEMO_COHORT.md). Every random draw comes from three generators derived w
    coefficients on a 6^d control grid, evaluated on a grid at 1/4 resolution, scaled so that its
    largest vector is 3-6 mm, integrated by scaling and squaring (MONAI ``DVF2DDF``, 7 steps). A small affine
    (+-6 deg per axis, +-6 % scale per axis, about the grid centre) is composed *before* it in the
-   pull convention of ARCHITECTURE.md: ``u = a + warp(u_svf, a)``, i.e.
+   pull convention of docs/conventions.md: ``u = a + warp(u_svf, a)``, i.e.
    ``subject(x) = template(phi_svf(phi_a(x)))``, whose Jacobian determinant is
    ``det(A) * det(D phi_svf)`` > 0. The composed field is upsampled to full resolution (linear, so
    the affine part stays exact) with its vectors scaled by the grid ratio. Measured over 10
@@ -271,7 +271,7 @@ def generating_ddf(rng: np.random.Generator, shape: tuple[int, ...], resolution:
     centred_mm = (grid - ((np.asarray(low) - 1) / 2.0)[per_axis]) * spacing[per_axis]
     affine_ddf = np.einsum("ij,j...->i...", matrix - np.eye(nd), centred_mm) / spacing[per_axis]
 
-    # Pull composition "affine first, then the SVF warp": u = a + u_svf(x + a(x)) (ARCHITECTURE.md section 3).
+    # Pull composition "affine first, then the SVF warp": u = a + u_svf(x + a(x)) (docs/conventions.md).
     total = compose(to_tensor(affine_ddf), svf_ddf)
     mode = "trilinear" if nd == 3 else "bilinear"
     full = F.interpolate(total, size=list(shape), mode=mode, align_corners=True)[0]

@@ -1,6 +1,6 @@
 """Intensity presets with exact, recorded inverses (MONAI invertible transforms).
 
-Synthesis models work in [-1, 1] (ARCHITECTURE.md section 3):
+Synthesis models work in [-1, 1] (docs/conventions.md):
 
 - CT: clip to the fixed HU window [-1024, 3000], then linear to [-1, 1].
 - MR: clip to the foreground percentiles 0.5-99.5 (inside a mask, or voxels > 0), then linear
@@ -59,7 +59,9 @@ class LinearIntensityMap:
         return unit * (self.dst_hi - self.dst_lo) + self.dst_lo
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        unit = (y - self.dst_lo) / (self.dst_hi - self.dst_lo)
+        # clamp first: a network output beyond [dst_lo, dst_hi] has no meaning outside the window it was
+        # trained on (CT 1.2 would otherwise become 3402 HU)
+        unit = (y.clamp(self.dst_lo, self.dst_hi) - self.dst_lo) / (self.dst_hi - self.dst_lo)
         return unit * (self.src_hi - self.src_lo) + self.src_lo
 
     def as_dict(self) -> dict[str, float]:

@@ -3,7 +3,7 @@
 A manifest is a CSV with one row per subject (synthesis) or per pair (registration); paths are
 relative to a ``data_root`` given at run time, so a manifest can be shared between machines.
 
-Synthesis columns (ARCHITECTURE.md section 4)::
+Synthesis columns (docs/conventions.md, data_manifests/README.md)::
 
     subject_id, split, source, target[, mask][, label][, site][, anatomy]
 
@@ -46,9 +46,9 @@ REQUIRED_COLUMNS: dict[ManifestKind, tuple[str, ...]] = {
     ManifestKind.SYNTHESIS: ("subject_id", "split", "source", "target"),
     ManifestKind.REGISTRATION: ("pair_id", "split", "fixed", "moving"),
 }
-PATH_COLUMNS: dict[ManifestKind, tuple[str, ...]] = {
-    ManifestKind.SYNTHESIS: ("source", "target", "mask", "label"),
-    ManifestKind.REGISTRATION: ("fixed", "moving", "fixed_label", "moving_label", "fixed_mask", "moving_mask"),
+PATH_COLUMNS: dict[ManifestKind, tuple[str, ...]] = {  # "pred" / "ddf": results listed for medi2i evaluate
+    ManifestKind.SYNTHESIS: ("source", "target", "mask", "label", "pred"),
+    ManifestKind.REGISTRATION: ("fixed", "moving", "fixed_label", "moving_label", "fixed_mask", "moving_mask", "ddf"),
 }
 ID_COLUMN: dict[ManifestKind, str] = {ManifestKind.SYNTHESIS: "subject_id", ManifestKind.REGISTRATION: "pair_id"}
 SPLITS: tuple[str, ...] = ("train", "val", "test")

@@ -39,6 +39,7 @@ from medi2i.data.slices import (
     slices_to_volume,
     volume_to_slices,
 )
+from medi2i.errors import Medi2iInputError
 from medi2i.io import load_volume
 
 __all__ = [
@@ -96,6 +97,14 @@ class LoadVolumed(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, str]) -> dict[Hashable, torch.Tensor]:
         d: dict[Hashable, object] = dict(data)
+        missing = [key for key in self.keys if key not in d]
+        if missing and not self.allow_missing_keys:
+            raise Medi2iInputError(
+                "datalist entry lacks a key the pipeline loads",
+                field=str(missing[0]),
+                found=sorted(map(str, d)),
+                expected=f"keys {list(map(str, self.keys))} (set mask_key=None when there is no mask column)",
+            )
         for key in self.key_iterator(d):
             kind = self.kind if isinstance(self.kind, str) else self.kind.get(str(key), "image")
             volume = load_volume(d[key], kind=kind, spatial_dims=self.spatial_dims, repair=self.repair)

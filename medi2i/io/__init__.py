@@ -1,6 +1,6 @@
 """Safe volume I/O: NIfTI (and ITK-readable formats) in and out with geometry intact.
 
-Conventions (ARCHITECTURE.md section 3): arrays stay in the array order stored on disk (never
+Conventions (docs/conventions.md): arrays stay in the array order stored on disk (never
 reoriented); the affine maps voxel indices to RAS+ world millimetres; every file written
 carries qform = sform = the affine (codes: aligned); writes are atomic (temporary file in the
 destination folder, fsync, then ``os.replace``), so a killed process never leaves a partial file

@@ -6,10 +6,10 @@ Where the predictions are (manifest mode):
   registration fields are ``<pred_dir>/disp_<pair_id>.nii.gz`` (or ``.nii``, ``.npz``; Learn2Reg's
   ``disp_`` naming, with the manifest's ``pair_id``).
 * otherwise a manifest column ``pred`` (synthesis) or ``ddf`` (registration) holds the path, relative
-  to ``data_root`` (or absolute).
+  to ``data_root`` and validated like every manifest path (no absolute paths, no ``..`` escapes).
 
 Geometry: prediction, target and mask (synthesis), and field, fixed label, moving label and fixed mask
-(registration) must lie on one grid (same shape, affines equal within 1e-3 mm); otherwise the input
+(registration) must lie on one grid (same shape, grid corners within 1e-3 mm); otherwise the input
 error names both files. A ``.npz`` field carries no affine to compare, so only its shape is checked.
 
 Outputs (written atomically, only after every case has been read and scored, so a bad case leaves
@@ -103,11 +103,6 @@ def _safe_id(case_id: str, manifest: Path, column: str) -> str:
     return case_id
 
 
-def _column_path(value: str, data_root: Path) -> Path:
-    raw = Path(value)
-    return raw if raw.is_absolute() else data_root / raw
-
-
 def _find_prediction(folder: Path, stem: str, suffixes: Sequence[str], manifest: Path, case_id: str) -> Path:
     for suffix in suffixes:
         candidate = folder / f"{stem}{suffix}"
@@ -149,7 +144,7 @@ def synthesis_cases_from_manifest(
         if folder is not None:
             pred = _find_prediction(folder, case_id, _NIFTI, path, case_id)
         elif "pred" in row:
-            pred = _column_path(row["pred"], root)
+            pred = Path(row["pred"])  # validated and resolved by read_manifest like every path column
         else:
             raise Medi2iInputError(
                 "no predictions given",
@@ -199,7 +194,7 @@ def registration_cases_from_manifest(
         if folder is not None:
             ddf = _find_prediction(folder, f"disp_{case_id}", (*_NIFTI, ".npz"), path, case_id)
         elif "ddf" in row:
-            ddf = _column_path(row["ddf"], root)
+            ddf = Path(row["ddf"])
         else:
             raise Medi2iInputError(
                 "no displacement fields given",
@@ -271,6 +266,17 @@ def _quantile(values: np.ndarray, q: float) -> float:
     return float(low + (high - low) * fraction)
 
 
+def _strict_json(value: object) -> object:
+    """NaN -> null and +-inf -> "inf"/"-inf" strings, so strict JSON parsers accept the summary."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    return value
+
+
 def _write_outputs(
     out_dir: Path, kind: str, cases: pd.DataFrame, summary: pd.DataFrame, settings: dict
 ) -> dict[str, Path]:
@@ -294,7 +300,7 @@ def _write_outputs(
     }
     with atomic_path(files["summary_json"]) as tmp:
         # non-finite values are written as NaN / Infinity (Python's json and pandas read them back)
-        tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+        tmp.write_text(json.dumps(_strict_json(payload), indent=2, allow_nan=False) + "\n")
     return files
 
 
@@ -427,6 +433,7 @@ def evaluate_synthesis(
 
 
 def _read_field(case: RegistrationCase, fixed) -> np.ndarray:
+    from medi2i.io.geometry import corner_distance
     from medi2i.spatial import read_ddf
 
     ddf, affine = read_ddf(case.ddf)
@@ -440,7 +447,8 @@ def _read_field(case: RegistrationCase, fixed) -> np.ndarray:
             expected=f"a ({', '.join(map(str, spatial))}, {len(spatial)}) field on the fixed grid",
         )
     if case.ddf.name.lower().endswith(_NIFTI):
-        gap = float(np.max(np.abs(np.asarray(affine) - np.asarray(fixed.affine))))
+        # the same rule as check_same_grid: where the two affines put the grid corners, in mm
+        gap = corner_distance(np.asarray(affine), np.asarray(fixed.affine), spatial)
         if gap > GRID_ATOL_MM:
             raise Medi2iInputError(
                 "displacement field and fixed label map have different affines",

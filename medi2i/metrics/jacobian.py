@@ -1,6 +1,6 @@
 """Jacobian determinant of a displacement field and the regularity statistics built on it.
 
-Convention (ARCHITECTURE.md section 3): a DDF ``u`` is channel-first, channel ``c`` = displacement
+Convention (docs/conventions.md): a DDF ``u`` is channel-first, channel ``c`` = displacement
 along array axis ``c``, voxel units of the fixed grid, pull convention ``warped(x) = moving(x + u(x))``.
 The transformation is ``phi(x) = x + u(x)`` and its Jacobian ``J = I + grad u``.
 

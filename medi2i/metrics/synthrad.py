@@ -18,10 +18,10 @@ code. The numbers are identical to the official scorer given the same arrays.
 
 MR preset (medi2i's definition; MR has no physical units, so a range must be fixed per reference):
 both images are mapped with the same linear map ``x' = (x - p_lo) / (p_hi - p_lo)``, where ``p_lo`` and
-``p_hi`` are the 0.5th and 99.5th percentiles of the **reference** inside the mask (the normalisation
-medi2i trains with, ARCHITECTURE.md section 3, and never taken from the prediction). Then the CT recipe
-runs on the range ``[0, 1]``: MAE on the mapped, unclipped values; PSNR and SSIM clipped to ``[0, 1]``,
-data range 1, background (outside the mask) set to 0 for SSIM.
+``p_hi`` are the 0.5th and 99.5th percentiles of the **reference** inside the mask, or over its voxels
+> 0 without a mask (the normalisation medi2i trains with, docs/conventions.md; never taken from the
+prediction). Then the CT recipe runs on the range ``[0, 1]``: MAE on the mapped, unclipped values;
+PSNR and SSIM clipped to ``[0, 1]``, data range 1, background (outside the mask) set to 0 for SSIM.
 """
 
 from __future__ import annotations
@@ -175,7 +175,9 @@ def mr_metrics(
     lo_q, hi_q = (float(q) for q in percentiles)
     if not 0.0 <= lo_q < hi_q <= 100.0:
         raise Medi2iInputError("percentiles must satisfy 0 <= lo < hi <= 100", field="percentiles", found=(lo_q, hi_q))
-    inside = r if m is None else r[m == 1]
+    # without a mask, the percentiles come from voxels > 0: the same foreground rule as the MR
+    # normalisation the models train with (medi2i.data.intensity.PercentileNormalize)
+    inside = (r[r > 0] if np.any(r > 0) else r) if m is None else r[m == 1]
     p_lo, p_hi = np.percentile(inside.astype(np.float64), [lo_q, hi_q])
     if not p_hi > p_lo:
         raise Medi2iInputError(

@@ -70,7 +70,8 @@ def find_lpips_heads(path: PathLike | None = None) -> Path:
     """
     if path is None and not (weights_dir() / LPIPS_WEIGHTS).is_file():
         wheel = _wheel_heads()
-        if wheel is not None:
+        if wheel is not None:  # say which file: the result then depends on what is installed
+            logging.getLogger("medi2i.nets").info("LPIPS linear heads from the installed lpips wheel: %s", wheel)
             return wheel
     return resolve_weights(LPIPS_WEIGHTS, path=path, purpose="LPIPS (linear heads)")
 

@@ -88,3 +88,15 @@ def test_cli_module_paths_exist():
     root = Path(__file__).resolve().parents[2] / "medi2i" / "cli"
     for module in SUBCOMMANDS.values():
         assert (root / f"{module.rsplit('.', 1)[1]}.py").is_file()
+
+
+def test_check_registration_manifest_requires_fixed_and_moving_on_one_grid(tmp_path, capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+    write_nifti(root / "f.nii.gz", np.ones((4, 5, 6), np.float32), oblique_affine())
+    write_nifti(root / "m.nii.gz", np.ones((4, 5, 6), np.float32), oblique_affine(angle_deg=20.0))
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text("pair_id,split,fixed,moving\np,test,f.nii.gz,m.nii.gz\n")
+    assert main(["check", "--manifest", str(manifest), "--data-root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "f.nii.gz" in err and "m.nii.gz" in err

@@ -155,3 +155,21 @@ def test_synthesis_preset_validates_arguments():
         synthesis_preprocessing(keys=("a",))
     with pytest.raises(ValueError):
         synthesis_preprocessing(source_modality="pet")
+
+
+def test_inverse_clamps_network_outputs_to_the_window():
+    t = CTWindow()
+    y = t(MetaTensor(torch.tensor([[0.0, 1000.0]])))
+    y = y + torch.tensor([[-5.0, 1.5]])  # a network may overshoot [-1, 1]
+    assert t.inverse(y).tolist() == [[-1024.0, 3000.0]]
+
+
+def test_load_volumed_names_a_missing_key(nifti_factory):
+    from medi2i.data.transforms import LoadVolumed
+
+    path = nifti_factory("a.nii.gz", np.ones((3, 4, 5), np.float32))
+    with pytest.raises(Medi2iInputError, match="lacks a key") as info:
+        LoadVolumed(["source", "mask"])({"source": str(path)})
+    assert "mask" in str(info.value)
+    out = LoadVolumed(["source", "mask"], allow_missing_keys=True)({"source": str(path)})
+    assert tuple(out["source"].shape) == (1, 3, 4, 5) and "mask" not in out

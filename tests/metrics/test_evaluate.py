@@ -276,3 +276,30 @@ def test_summary_p30_stays_defined_with_infinite_cases(values, p30):
     summary = summarize(pd.DataFrame({"case_id": [f"c{i}" for i in range(len(values))], "psnr": values}))
     assert summary.loc[0, "p30"] == p30
     assert summary.loc[0, "median"] == float(np.median(values))
+
+
+def test_pred_column_is_validated_like_every_manifest_path(synthesis_files, tmp_path):
+    case = synthesis_files[0]
+    root = case.target.parent
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        f"subject_id,split,source,target,pred\ns1,test,{case.target.name},{case.target.name},../x.nii.gz\n"
+    )
+    with pytest.raises(Medi2iInputError, match="column 'pred'"):
+        synthesis_cases_from_manifest(manifest, root)
+    manifest.write_text(
+        f"subject_id,split,source,target,pred\ns1,test,{case.target.name},{case.target.name},{case.pred.name}\n"
+    )
+    (loaded,) = synthesis_cases_from_manifest(manifest, root)
+    assert loaded.pred == case.pred.resolve()
+
+
+def test_summary_json_is_strict(synthesis_files, tmp_path):
+    identical = [SynthesisCase("same", c.target, c.target, c.mask) for c in synthesis_files[:1]]
+    evaluate_synthesis(identical, tmp_path / "out", preset="ct")
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    payload = json.loads((tmp_path / "out" / "synthesis_summary.json").read_text(), parse_constant=refuse)
+    assert payload["metrics"]["psnr"]["mean"] == "inf" and payload["metrics"]["psnr"]["std"] is None
