@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "check": "medi2i.cli.check",
     "manifest": "medi2i.cli.manifest",
     "evaluate": "medi2i.cli.evaluate",
+    "qa": "medi2i.cli.qa",
 }
 
 EXIT_INPUT_ERROR = 2

@@ -1,0 +1,48 @@
+"""The QA notebooks run top to bottom on the demo cohort (headless kernel), with outputs stripped in git."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NAMES = ("qa_synthesis.ipynb", "qa_registration.ipynb")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_stripped_and_has_no_library_code(name):
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code, "no code cells"
+    for cell in code:
+        assert cell["outputs"] == [] and cell["execution_count"] is None, "outputs must be stripped"
+        source = "".join(cell["source"])
+        assert "\ndef " not in "\n" + source and "\nclass " not in "\n" + source, "helpers belong in medi2i/viz"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_executes_on_the_demo_cohort(name, tmp_path_factory, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    pytest.importorskip("ipywidgets")
+    # one cohort for both notebooks; the kernel inherits the environment
+    demo = tmp_path_factory.getbasetemp() / "demo_cohort"
+    monkeypatch.setenv("MEDI2I_DEMO_DIR", str(demo))
+    monkeypatch.setenv("MEDI2I_QA_OUT", str(tmp_path_factory.mktemp("qa_out")))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path_factory.mktemp("cwd"))}}
+    )
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 3, "figures were not rendered"
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    index = Path(printed.split("open ")[-1].strip())
+    assert index.name == "index.html" and index.is_file()
