@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "manifest": "medi2i.cli.manifest",
     "evaluate": "medi2i.cli.evaluate",
     "qa": "medi2i.cli.qa",
+    "synthesize": "medi2i.cli.synthesize",
 }
 
 EXIT_INPUT_ERROR = 2
