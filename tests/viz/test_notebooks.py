@@ -22,13 +22,15 @@ def test_notebook_is_stripped_and_has_no_library_code(name):
         assert "\ndef " not in "\n" + source and "\nclass " not in "\n" + source, "helpers belong in medi2i/viz"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_executes_on_the_demo_cohort(name, tmp_path_factory, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    pytest.importorskip("ipywidgets")
+    # part of the default suite (about 40 s for both on 2 cores): the packages are in the test extra, so a
+    # missing one fails here instead of skipping silently
+    import ipykernel  # noqa: F401
+    import ipywidgets  # noqa: F401
+    import nbclient
+    import nbformat
+
     # one cohort for both notebooks; the kernel inherits the environment
     demo = tmp_path_factory.getbasetemp() / "demo_cohort"
     monkeypatch.setenv("MEDI2I_DEMO_DIR", str(demo))
