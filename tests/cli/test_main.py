@@ -100,3 +100,17 @@ def test_check_registration_manifest_requires_fixed_and_moving_on_one_grid(tmp_p
     assert main(["check", "--manifest", str(manifest), "--data-root", str(root)]) == 2
     err = capsys.readouterr().err
     assert "f.nii.gz" in err and "m.nii.gz" in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    path = write_nifti(tmp_path / "ct.nii.gz", np.zeros((4, 5, 6), np.int16), oblique_affine())
+    script = (
+        "import sys; from medi2i.cli import main; "
+        f"rc = [main(['check', {str(path)!r}]) for _ in range(2000)]; sys.exit(max(rc))"
+    )
+    reader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.readline()  # take one line, then close the pipe like `| head -1`
+    reader.stdout.close()
+    _, err = reader.communicate(timeout=120)
+    assert reader.returncode == 141
+    assert b"Traceback" not in err
