@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "manifest": "medi2i.cli.manifest",
     "evaluate": "medi2i.cli.evaluate",
     "qa": "medi2i.cli.qa",
+    "register": "medi2i.cli.register",
     "synthesize": "medi2i.cli.synthesize",
 }
 
