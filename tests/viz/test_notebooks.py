@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,9 @@ def test_notebook_executes_on_the_demo_cohort(name, tmp_path_factory, monkeypatc
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path_factory.mktemp("cwd"))}}
     )
-    client.execute()
+    # the kernel must not inherit the test process's stdin/stdout: under pytest-xdist those are the worker's
+    # channel to the controller, and kernel output written there stalls the run (seen: a hang until timeout)
+    client.execute(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
