@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -210,3 +211,120 @@ class CheckpointHandler:
         if better:
             self.best_score = score
             self._save(engine, "best")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as given, else CUDA when available, else CPU (nothing hard-codes a device)."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def bundle_model_path(bundle_or_checkpoint: PathLike) -> Path:
+    """A bundle folder means ``<bundle>/models/model.pt``; a file path is used as is.
+
+    Example:
+        >>> import tempfile
+        >>> bundle_model_path(tempfile.mkdtemp()).parts[-2:]
+        ('models', 'model.pt')
+    """
+    path = Path(bundle_or_checkpoint)
+    return path / "models" / "model.pt" if path.is_dir() else path
+
+
+def read_model_file(
+    bundle_or_checkpoint: PathLike, *, required: tuple[str, ...], kind: str, train_command: str, model: str = "model"
+) -> tuple[Path, dict[str, Any]]:
+    """Locate and read a trained-model file written by a bundle (``weights_only``), checking its keys.
+
+    Args:
+        bundle_or_checkpoint: bundle folder (its ``models/model.pt``) or the file itself.
+        required: top-level keys the file must hold (weights and the settings that rebuild the model).
+        kind: what the file is, for messages (e.g. ``"translator"``).
+        model: what is missing when there is no file (e.g. ``"registration model"``).
+        train_command: the command that makes one, shown when the file is missing.
+
+    Returns:
+        ``(path, payload)``.
+
+    Raises:
+        Medi2iInputError: missing file (with the training command), unreadable file, or missing keys.
+    """
+    path = bundle_model_path(bundle_or_checkpoint)
+    if not path.is_file():
+        raise Medi2iInputError(
+            f"no trained {model} found",
+            path=path,
+            expected=f"a {kind} file; train first ({train_command}) or pass --checkpoint",
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or foreign files raise several types; all are the user's input problem
+        raise Medi2iInputError(f"cannot read the {kind} file ({type(err).__name__}: {err})", path=path) from None
+    if not isinstance(payload, dict) or any(key not in payload for key in required):
+        raise Medi2iInputError(
+            f"not a medi2i {kind} file",
+            path=path,
+            found=sorted(payload) if isinstance(payload, dict) else type(payload).__name__,
+            expected=f"keys {list(required)} (written by the bundle's training)",
+        )
+    return path, payload
+
+
+class BestModelSaver(ABC):
+    """Ignite handler writing a model file at every new best score, or at completion if none was scored.
+
+    Subclasses implement :meth:`save`. The best score is checkpointable (``state_dict``), so a resumed run
+    keeps selecting against the score it had reached.
+
+    Args:
+        path: the model file (e.g. ``bundles/<name>/models/model.pt``).
+        score_function: ``engine -> float | None`` (``None`` = not scored at this event).
+        mode: ``"max"`` or ``"min"``.
+        event: ignite event for the score check (default ``ITERATION_COMPLETED``).
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        score_function: Callable[[Engine], float | None] | None = None,
+        mode: str = "max",
+        event: Any = None,
+    ):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.path = Path(path)
+        self.score_function = score_function
+        self.mode = mode
+        self.event = event
+        self.best: float | None = None
+
+    @abstractmethod
+    def save(self) -> Path:
+        """Write the model file (each model family knows its own format)."""
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.COMPLETED, self._final)
+        if self.score_function is not None:
+            engine.add_event_handler(self.event or Events.ITERATION_COMPLETED, self._maybe_save)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"has_best": self.best is not None, "best": 0.0 if self.best is None else float(self.best)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best = float(state["best"]) if state["has_best"] else None
+
+    def _maybe_save(self, engine: Engine) -> None:
+        score = self.score_function(engine) if self.score_function is not None else None
+        if score is None:
+            return
+        score = float(score)
+        if self.best is None or (score > self.best if self.mode == "max" else score < self.best):
+            self.best = score
+            self.save()
+
+    def _final(self, engine: Engine) -> None:
+        if self.best is None or not self.path.is_file():
+            self.save()

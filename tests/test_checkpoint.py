@@ -91,3 +91,48 @@ def test_handler_writes_last_final_and_best(tmp_path):
     resumed.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(e.state.epoch))
     resumed.run([0, 1, 2], max_epochs=3)
     assert seen == [3]  # continues with the third epoch
+
+
+def test_read_model_file_errors_and_bundle_folder(tmp_path):
+    from medi2i.checkpoint import read_model_file
+
+    kw = {"required": ("network", "settings"), "kind": "translator", "train_command": "train it"}
+    with pytest.raises(Medi2iInputError, match="no trained model found") as info:
+        read_model_file(tmp_path, **kw)  # a bundle folder without models/model.pt
+    assert "train it" in str(info.value)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.pt").write_bytes(b"truncated")
+    with pytest.raises(Medi2iInputError, match="cannot read the translator file"):
+        read_model_file(tmp_path, **kw)
+    save_checkpoint(tmp_path / "models" / "model.pt", {"network": torch.nn.Linear(1, 1)})
+    with pytest.raises(Medi2iInputError, match="not a medi2i translator file"):
+        read_model_file(tmp_path, **kw)
+    save_checkpoint(tmp_path / "models" / "model.pt", {"network": torch.nn.Linear(1, 1)}, extra={"settings": {}})
+    path, payload = read_model_file(tmp_path, **kw)
+    assert path == tmp_path / "models" / "model.pt" and payload["settings"] == {}
+
+
+def test_best_model_saver_keeps_the_best_and_resumes_it(tmp_path):
+    from medi2i.checkpoint import BestModelSaver
+
+    class Recorder(BestModelSaver):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.saved = []
+
+        def save(self):
+            self.saved.append(self.best)
+            self.path.write_text(str(self.best))
+            return self.path
+
+    scores = iter([0.5, 0.9, 0.7, None])
+    saver = Recorder(tmp_path / "m.pt", score_function=lambda e: next(scores), mode="max")
+    engine = Engine(lambda e, b: None)
+    saver.attach(engine)
+    engine.run([0, 1, 2, 3], max_epochs=1)
+    assert saver.saved == [0.5, 0.9]  # 0.7 is worse, None is "not scored"; the final save is skipped
+    resumed = Recorder(tmp_path / "m.pt", mode="max")
+    resumed.load_state_dict(saver.state_dict())
+    assert resumed.best == 0.9
+    with pytest.raises(ValueError, match="mode"):
+        Recorder(tmp_path / "m.pt", mode="best")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from medi2i.checkpoint import load_checkpoint, save_checkpoint
+from medi2i.checkpoint import BestModelSaver, load_checkpoint, read_model_file, resolve_device, save_checkpoint
 from medi2i.errors import Medi2iInputError
 from medi2i.registration.config import RLI2ITConfig
 from medi2i.registration.sac import RLI2ITAgent
@@ -84,12 +84,6 @@ def save_agent(path: PathLike, agent: RLI2ITAgent) -> Path:
     return save_checkpoint(path, {"agent": agent}, extra={SETTINGS_KEY: settings})
 
 
-def agent_path(bundle_or_checkpoint: PathLike) -> Path:
-    """A bundle folder means ``<bundle>/models/model.pt``; a file is used as is."""
-    path = Path(bundle_or_checkpoint)
-    return path / "models" / "model.pt" if path.is_dir() else path
-
-
 def load_agent(bundle_or_checkpoint: PathLike, device: torch.device | str | None = None) -> RLI2ITAgent:
     """Rebuild an agent from an agent file (or a bundle's ``models/model.pt``), in eval mode.
 
@@ -100,34 +94,24 @@ def load_agent(bundle_or_checkpoint: PathLike, device: torch.device | str | None
     Raises:
         Medi2iInputError: a missing file (with a hint to train first) or a file that is not an agent file.
     """
-    path = agent_path(bundle_or_checkpoint)
-    if not path.is_file():
-        raise Medi2iInputError(
-            "no trained registration model found",
-            path=path,
-            expected="an agent file; train first (python -m monai.bundle run --config_file "
-            "\"['bundles/rl_i2it/train.json','bundles/rl_i2it/demo_cpu.json']\") or pass --checkpoint",
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any unreadable file is the user's input problem
-        raise Medi2iInputError(f"cannot read the model file ({type(err).__name__})", path=path) from None
-    settings = payload.get(SETTINGS_KEY) if isinstance(payload, dict) else None
-    if not isinstance(settings, dict) or "agent" not in payload:
-        raise Medi2iInputError(
-            "not a medi2i registration agent file",
-            path=path,
-            found=sorted(payload) if isinstance(payload, dict) else type(payload).__name__,
-            expected=f"keys 'agent' and '{SETTINGS_KEY}' (written by save_agent / the bundle's training)",
-        )
+    path, payload = read_model_file(
+        bundle_or_checkpoint,
+        required=("agent", SETTINGS_KEY),
+        kind="registration agent",
+        model="registration model",
+        train_command="python -m monai.bundle run --config_file "
+        "\"['bundles/rl_i2it/train.json','bundles/rl_i2it/demo_cpu.json']\"",
+    )
+    settings = payload[SETTINGS_KEY]
+    if not isinstance(settings, dict):
+        raise Medi2iInputError("agent settings are not a record", path=path, field=SETTINGS_KEY)
     config = config_from_settings(settings["config"])
     agent = RLI2ITAgent(config, settings["image_size"])
     load_checkpoint(path, {"agent": agent})
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return agent.to(dev).eval()
+    return agent.to(resolve_device(device)).eval()
 
 
-class AgentSaver:
+class AgentSaver(BestModelSaver):
     """Ignite handler writing the agent file of a training run.
 
     Without a ``score_function`` the file is written when training completes. With one, it is written at
@@ -148,30 +132,8 @@ class AgentSaver:
         score_function: Callable[[Engine], float | None] | None = None,
         event: Any = None,
     ) -> None:
-        self.path = Path(path)
+        super().__init__(path, score_function, "max", event)
         self.agent = agent
-        self.score_function = score_function
-        self.event = event
-        self.best: float | None = None
-
-    def attach(self, engine: Engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.COMPLETED, self._final)
-        if self.score_function is not None:
-            engine.add_event_handler(self.event or Events.ITERATION_COMPLETED, self._maybe_save)
 
     def save(self) -> Path:
         return save_agent(self.path, self.agent)
-
-    def _maybe_save(self, engine: Engine) -> None:
-        score = self.score_function(engine) if self.score_function is not None else None
-        if score is None:
-            return
-        if self.best is None or float(score) > self.best:
-            self.best = float(score)
-            self.save()
-
-    def _final(self, engine: Engine) -> None:
-        if self.best is None or not self.path.is_file():
-            self.save()

@@ -22,13 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from medi2i.checkpoint import load_checkpoint, save_checkpoint
+from medi2i.checkpoint import BestModelSaver, load_checkpoint, read_model_file, resolve_device, save_checkpoint
 from medi2i.errors import Medi2iInputError
 from medi2i.synthesis.ema import unwrap
 
 if TYPE_CHECKING:
-    from ignite.engine import Engine
-
     from medi2i.typing import PathLike
 
 DEFAULT_BUILDER = "medi2i.synthesis.build_method"
@@ -140,12 +138,6 @@ def check_direction(direction: str) -> str:
     return direction
 
 
-def translator_path(bundle_or_checkpoint: PathLike) -> Path:
-    """A bundle folder means ``<bundle>/models/model.pt``; a file is used as is."""
-    path = Path(bundle_or_checkpoint)
-    return path / "models" / "model.pt" if path.is_dir() else path
-
-
 def load_translator(bundle_or_checkpoint: PathLike, device: torch.device | str | None = None) -> Translator:
     """Rebuild the method from a translator file (or a bundle's ``models/model.pt``) with its trained weights.
 
@@ -156,30 +148,23 @@ def load_translator(bundle_or_checkpoint: PathLike, device: torch.device | str |
     Raises:
         Medi2iInputError: missing file (with a hint to train first), a file that is not a translator.
     """
-    path = translator_path(bundle_or_checkpoint)
-    if not path.is_file():
-        raise Medi2iInputError(
-            "no trained model found",
-            path=path,
-            expected="a translator file; train first (python -m monai.bundle run --config_file "
-            "\"['bundles/bidpm/train.json','bundles/bidpm/demo_cpu.json']\") or pass --checkpoint",
-        )
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    settings = payload.get("translator") if isinstance(payload, dict) else None
-    if not isinstance(settings, dict) or "network" not in payload:
-        raise Medi2iInputError(
-            "not a medi2i translator file",
-            path=path,
-            found=sorted(payload) if isinstance(payload, dict) else type(payload).__name__,
-            expected="keys 'network' and 'translator' (written by save_translator / the bundle's training)",
-        )
+    path, payload = read_model_file(
+        bundle_or_checkpoint,
+        required=("network", "translator"),
+        kind="translator",
+        train_command="python -m monai.bundle run --config_file "
+        "\"['bundles/bidpm/train.json','bundles/bidpm/demo_cpu.json']\"",
+    )
+    settings = payload["translator"]
+    if not isinstance(settings, dict):
+        raise Medi2iInputError("translator settings are not a record", path=path, field="translator")
     config = dict(settings["method_config"])
     if "lpips_pretrained" in config:
         # the paired metric only enters the training loss; sampling must not need the LPIPS weight files
         config["lpips_pretrained"] = False
     method = _import(settings.get("builder", DEFAULT_BUILDER))(config)
     load_checkpoint(path, {"network": unwrap(method.network)})
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
     if hasattr(method, "to"):
         method = method.to(dev)
     if hasattr(method, "eval"):
@@ -187,7 +172,7 @@ def load_translator(bundle_or_checkpoint: PathLike, device: torch.device | str |
     return Translator(method, settings, dev)
 
 
-class TranslatorSaver:
+class TranslatorSaver(BestModelSaver):
     """Ignite handler writing the translator file from the EMA weights.
 
     Without a ``score_function`` the file is written when training completes. With one, it is written at
@@ -212,42 +197,9 @@ class TranslatorSaver:
         mode: str = "max",
         event: Any = None,
     ):
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.path = Path(path)
+        super().__init__(path, score_function, mode, event)
         self.network = network
         self.settings = dict(settings)
-        self.score_function = score_function
-        self.mode = mode
-        self.event = event
-        self.best: float | None = None
-
-    def attach(self, engine: Engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.COMPLETED, self._final)
-        if self.score_function is not None:
-            engine.add_event_handler(self.event or Events.ITERATION_COMPLETED, self._maybe_save)
 
     def save(self) -> Path:
         return save_translator(self.path, self.network, self.settings)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The best score so far (put this handler in the training checkpoint to resume model selection)."""
-        return {"has_best": self.best is not None, "best": 0.0 if self.best is None else float(self.best)}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best = float(state["best"]) if state["has_best"] else None
-
-    def _maybe_save(self, engine: Engine) -> None:
-        score = self.score_function(engine)
-        if score is None:
-            return
-        score = float(score)
-        if self.best is None or (score > self.best if self.mode == "max" else score < self.best):
-            self.best = score
-            self.save()
-
-    def _final(self, engine: Engine) -> None:
-        if self.best is None or not self.path.is_file():
-            self.save()
