@@ -73,22 +73,18 @@ def _load_inputs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import copy
     import json
     import sys
 
     import numpy as np
     import torch
-    from monai.data import MetaTensor
 
-    from medi2i.data.intensity import RegistrationNormalized
-    from medi2i.data.slices import model_size_transform
     from medi2i.errors import Medi2iInputError
     from medi2i.io import atomic_path, save_like
     from medi2i.metrics import dice, folding_fraction, jacobian_determinant
-    from medi2i.registration.inference import register
     from medi2i.registration.model_files import load_agent
-    from medi2i.spatial import warp, write_ddf
+    from medi2i.registration.volumes import register_volumes, warp_label
+    from medi2i.spatial import write_ddf
 
     if args.steps is not None and args.steps < 0:
         raise Medi2iInputError("steps must be >= 0", field="--steps", found=args.steps, expected=">= 0")
@@ -100,57 +96,16 @@ def run(args: argparse.Namespace) -> int:
         raise Medi2iInputError("unknown torch device", field="--device", found=args.device) from None
     volumes = _load_inputs(args)  # fail on bad input before loading the model
     agent = load_agent(args.checkpoint or args.bundle, device=device)
-    cfg = agent.config
     fixed = volumes["fixed"]
-    if fixed.array.ndim != cfg.spatial_dims:
-        raise Medi2iInputError(
-            "image dimensionality does not match the model",
-            path=args.fixed,
-            found=f"{fixed.array.ndim}D {tuple(fixed.array.shape)}",
-            expected=f"{cfg.spatial_dims}D (the model was trained on {cfg.spatial_dims}D images)",
-        )
-
-    # [0, 1] normalisation (registration preset), then pad/crop to the agent's size (invertible, 0 = background)
-    data = {key: volumes[key].to_metatensor() for key in ("fixed", "moving")}
-    data = RegistrationNormalized(["fixed", "moving"])(data)
-    fit = model_size_transform(["fixed", "moving"], agent.image_size, background=0.0, allow_missing_keys=True)
-    data = fit(data)
-    result = register(
-        agent,
-        data["fixed"].as_tensor()[None],
-        data["moving"].as_tensor()[None],
-        steps=args.steps,
-        track_ssim=False,
-    )
-
-    # back to the fixed grid: the same pad/crop record inverted on the field; the inverse fills a cropped
-    # border with 0, which would put a displacement jump (spurious folding) at the seam, so the border takes
-    # the edge displacement instead (the field's "border" padding, as inside the composition)
-    def invert(tensor: torch.Tensor) -> torch.Tensor:
-        meta = MetaTensor(tensor, applied_operations=copy.deepcopy(data["fixed"].applied_operations))
-        return fit.inverse({"fixed": meta})["fixed"].as_tensor().float()
-
-    ddf = invert(result.ddf[0].cpu())
-    kept = invert(torch.ones(1, *agent.image_size))[0] > 0
-    for axis in range(cfg.spatial_dims):
-        inside = kept.any(dim=tuple(a for a in range(cfg.spatial_dims) if a != axis)).nonzero().flatten()
-        index = torch.arange(kept.shape[axis]).clamp(int(inside.min()), int(inside.max()))
-        ddf = ddf.index_select(axis + 1, index)
-    if tuple(ddf.shape[1:]) != tuple(fixed.array.shape):  # pad/crop inverse must restore the grid exactly
-        raise RuntimeError(f"field shape {tuple(ddf.shape)} does not match the fixed grid {fixed.array.shape}")
-
-    moving = torch.as_tensor(volumes["moving"].array, dtype=torch.float32)[None, None]
-    warped = warp(moving, ddf[None], padding_mode=cfg.image_padding)[0, 0].numpy()
-    ddf_np = ddf.numpy()
+    result = register_volumes(agent, fixed, volumes["moving"], args.steps)
+    ddf_np, warped = result.ddf, result.warped
     jac = jacobian_determinant(ddf_np).astype(np.float32)
     folding = folding_fraction(ddf_np)
-    steps = cfg.test_steps if args.steps is None else int(args.steps)
-    metrics: dict[str, object] = {"steps": steps, "folding_fraction": float(folding)}
+    metrics: dict[str, object] = {"steps": result.steps, "folding_fraction": float(folding)}
     warped_label = None
     if "moving_label" in volumes:
         label = volumes["moving_label"].array
-        moved = warp(torch.as_tensor(label.astype(np.int64))[None, None], ddf[None], mode="nearest")
-        warped_label = moved[0, 0].round().numpy().astype(label.dtype)
+        warped_label = warp_label(label, ddf_np)
         if "fixed_label" in volumes:
             ref = volumes["fixed_label"].array
             before = _mean_dice(dice(label, ref))

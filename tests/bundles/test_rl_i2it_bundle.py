@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 import medi2i.cli
@@ -107,3 +108,33 @@ def test_register_cli_uses_the_bundle_model(trained, demo, tmp_path, monkeypatch
     assert np.allclose(ddf.affine, fixed.affine, atol=1e-4)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 2 and 0.0 <= metrics["dice"] <= 1.0
+
+
+def test_inference_and_evaluate_configs(trained, demo) -> None:
+    from monai.bundle import ConfigWorkflow
+
+    root, _ = trained
+    wf = ConfigWorkflow(
+        workflow_type="infer",
+        config_file=[str(BUNDLE / "inference.json"), str(BUNDLE / "evaluate.json")],
+        meta_file=META,
+        logging_file=LOGGING,
+        bundle_root=str(root),
+        dataset_dir=str(demo),
+        demo_name="registration_2d",
+        split="train",  # the 4-subject cohort's only pair
+        device="cpu",
+        output_dir=str(root / "fields"),
+        eval_dir=str(root / "fields_eval"),
+    )
+    wf.initialize()
+    assert wf.check_properties() == []
+    wf.run()
+    row = pd.read_csv(demo / "registration_2d.csv").query("split == 'train'").iloc[0]
+    disp = nib.load(root / "fields" / f"disp_{row.pair_id}.nii.gz")
+    fixed = nib.load(demo / row.fixed)
+    assert disp.shape[:2] == fixed.shape[:2] and disp.shape[-1] == 2 and np.allclose(disp.affine, fixed.affine, atol=1e-4)
+    summary = pd.read_csv(root / "fields_eval" / "registration_summary.csv")
+    assert {"dice_mean", "hd95_mean", "folding_percent"} <= set(summary.iloc[:, 0]) | set(summary.columns)
+    cases = pd.read_csv(root / "fields_eval" / "registration_cases.csv")
+    assert len(cases) == 1 and 0.0 <= cases["dice_mean"].iloc[0] <= 1.0

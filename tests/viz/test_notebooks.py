@@ -24,7 +24,8 @@ def test_notebook_is_stripped_and_has_no_library_code(name):
 
 
 # slow: alone it takes ~40 s for both notebooks, but inside the default `pytest -n 2` run the kernel went idle
-# while the client kept waiting (twice, cause not found yet), so it stays out of the default suite for now
+# while the client kept waiting (twice, cause not found yet). CI therefore runs it in its own step without
+# xdist (`.ci/run`: `python -m pytest -m slow -p no:xdist tests/viz/test_notebooks.py`), so it gates every merge.
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_executes_on_the_demo_cohort(name, tmp_path_factory, monkeypatch):
