@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, str] = {
     "qa": "medi2i.cli.qa",
     "register": "medi2i.cli.register",
     "synthesize": "medi2i.cli.synthesize",
+    "translate": "medi2i.cli.translate",
+    "stylize": "medi2i.cli.stylize",
 }
 
 EXIT_INPUT_ERROR = 2
