@@ -344,3 +344,16 @@ def test_vgg_perceptual_loss_weights_and_gradients():
     assert float(loss(real, real)) == 0.0
     with pytest.raises(ValueError, match="weights"):
         VGGPerceptualLoss((1.0, 1.0), pretrained=False, width=0.0625)
+
+
+def test_init_weights_reaches_parametrized_spectral_norm_weights():
+    from torch.nn.utils import parametrizations
+
+    from medi2i.natural.toolkit.init import init_weights
+
+    torch.manual_seed(0)
+    layer = parametrizations.spectral_norm(torch.nn.Conv2d(8, 64, 3))
+    before = layer.parametrizations.weight.original.detach().clone()
+    init_weights(layer, "normal", 0.02)
+    after = layer.parametrizations.weight.original.detach()
+    assert not torch.equal(before, after) and abs(float(after.std()) - 0.02) < 0.004

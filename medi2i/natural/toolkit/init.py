@@ -36,9 +36,7 @@ def init_weights(module: nn.Module, kind: str = InitKind.NORMAL, gain: float = 0
         raise ValueError(f"gain must be > 0, got {gain}")
     for layer in module.modules():
         if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)):
-            weight = getattr(layer, "weight_orig", None)
-            if weight is None:
-                weight = layer.weight
+            weight = _raw_weight(layer)
             if kind == InitKind.NORMAL:
                 nn.init.normal_(weight, 0.0, gain)
             elif kind == InitKind.XAVIER:
@@ -53,3 +51,14 @@ def init_weights(module: nn.Module, kind: str = InitKind.NORMAL, gain: float = 0
             nn.init.normal_(layer.weight, 1.0, gain)
             nn.init.zeros_(layer.bias)
     return module
+
+
+def _raw_weight(layer: nn.Module) -> torch.Tensor:
+    """The trainable weight tensor: ``weight_orig`` of the old spectral-norm hook, ``parametrizations.weight.original``
+    of :func:`torch.nn.utils.parametrizations.spectral_norm` (and other parametrisations), else ``weight``."""
+    if hasattr(layer, "weight_orig"):
+        return layer.weight_orig
+    parametrizations = getattr(layer, "parametrizations", None)
+    if parametrizations is not None and "weight" in parametrizations:
+        return parametrizations.weight.original
+    return layer.weight
