@@ -221,7 +221,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def bundle_model_path(bundle_or_checkpoint: PathLike) -> Path:
-    """A bundle folder means ``<bundle>/models/model.pt``; a file path is used as is.
+    """A bundle folder means ``<bundle>/models/model.pt``, a folder holding ``model.pt`` (e.g.
+    ``bundles/natural/models/cyclegan``) means that file; a file path is used as is.
 
     Example:
         >>> import tempfile
@@ -229,7 +230,11 @@ def bundle_model_path(bundle_or_checkpoint: PathLike) -> Path:
         ('models', 'model.pt')
     """
     path = Path(bundle_or_checkpoint)
-    return path / "models" / "model.pt" if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    if (path / "model.pt").is_file() and not (path / "models" / "model.pt").is_file():
+        return path / "model.pt"
+    return path / "models" / "model.pt"
 
 
 def read_model_file(

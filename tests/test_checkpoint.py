@@ -136,3 +136,15 @@ def test_best_model_saver_keeps_the_best_and_resumes_it(tmp_path):
     assert resumed.best == 0.9
     with pytest.raises(ValueError, match="mode"):
         Recorder(tmp_path / "m.pt", mode="best")
+
+
+def test_bundle_model_path_accepts_a_folder_holding_model_pt(tmp_path):
+    from medi2i.checkpoint import bundle_model_path
+
+    run = tmp_path / "models" / "cyclegan"
+    run.mkdir(parents=True)
+    assert bundle_model_path(run) == run / "models" / "model.pt"  # nothing there yet: the bundle layout
+    (run / "model.pt").write_bytes(b"x")
+    assert bundle_model_path(run) == run / "model.pt"
+    assert bundle_model_path(tmp_path) == tmp_path / "models" / "model.pt"
+    assert bundle_model_path(run / "model.pt") == run / "model.pt"

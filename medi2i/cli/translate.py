@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--bundle", type=Path, help="bundle or run folder holding models/model.pt")
+    source.add_argument("--bundle", type=Path, help="bundle folder (models/model.pt) or a folder holding model.pt")
     source.add_argument("--model", type=Path, help="model file written by the natural trainer")
     parser.add_argument("--input", type=Path, required=True, help="input png/jpg or NIfTI (.nii/.nii.gz)")
     parser.add_argument("--output", type=Path, required=True, help="output path (same family as the input)")
@@ -128,6 +128,9 @@ def _call(method: Any, inputs: Any, direction: str) -> Any:
         raise Medi2iInputError(
             f"{type(method).__name__} translates one way only", field="--direction", found=direction, expected="AtoB"
         )
+    if getattr(method, "name", "") == "sae" and isinstance(inputs, Mapping):
+        # Swapping Autoencoder: the input's structure with the exemplar's texture
+        return method.translate(inputs["image"], style=inputs["exemplar"])
     return method.translate(inputs)
 
 

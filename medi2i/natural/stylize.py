@@ -51,6 +51,8 @@ def make_stylizer(method: str = StyleMethod.NST, **options: Any) -> Any:
     options = dict(options)
     if "vgg_weights" in options:
         options["weights_path"] = options.pop("vgg_weights")
+    if "steps" in options and options["steps"] is None:  # None keeps the method's own schedule
+        options.pop("steps")
     if "steps" in options and method == StyleMethod.DTP:
         options["iterations"] = options.pop("steps")
     allowed = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]

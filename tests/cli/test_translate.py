@@ -154,3 +154,30 @@ def test_label_inputs_resized_to_the_model_size_and_back(tmp_path):
     assert out.shape == (20, 24)
     expected = (labels / 2.0 - 1.0 + 1.0) * 127.5
     assert np.median(np.abs(out - expected)) < 2.0  # interior pixels keep their class's grey level
+
+
+def test_swapping_autoencoder_takes_the_exemplar_as_texture(tmp_path):
+    from PIL import Image
+
+    from medi2i.natural.model_files import save_model
+    from medi2i.natural.sae import SwappingAutoencoder
+
+    tiny = dict(
+        in_channels=3, image_size=32, encoder_channels=(16, 32, 64), structure_channels=4,
+        texture_channels=(128, 128), texture_dim=32, generator_base_channels=(64,), generator_up_channels=(32, 16),
+        discriminator_channels=(16, 32, 64, 64), patch_size=16, patch_channels=(16, 32, 64),
+        patch_hidden=(256, 256), patch_num_crops=4,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    folder = tmp_path / "models" / "sae"  # a folder holding model.pt is accepted like a bundle folder
+    save_model(folder / "model.pt", SwappingAutoencoder(**tiny), data={"A": {"kind": "photo", "size": [32, 32]}})
+    rng = np.random.default_rng(0)
+    for name in ("in", "style_a", "style_b"):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    outputs = []
+    for style in ("style_a", "style_b"):
+        out = tmp_path / f"out_{style}.png"
+        argv = ["--bundle", str(folder), "--input", str(tmp_path / "in.png"), "--output", str(out)]
+        assert translate_cli.run(_parse([*argv, "--exemplar", str(tmp_path / f"{style}.png")])) == 0
+        outputs.append(np.asarray(Image.open(out)).astype(int))
+    assert outputs[0].shape == (32, 32, 3) and np.abs(outputs[0] - outputs[1]).max() > 0  # texture follows the exemplar

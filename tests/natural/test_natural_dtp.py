@@ -221,3 +221,11 @@ def test_common_stylize_api_maps_aliases_and_rejects_unknown_options():
         make_stylizer("nst", iterations=3, pretrained=False, vgg_width=0.125)
     with pytest.raises(ValueError):
         make_stylizer("wct")
+
+
+def test_steps_none_keeps_the_default_schedule():
+    from medi2i.natural.stylize import make_stylizer
+
+    dtp = make_stylizer("dtp", steps=None, pretrained=False, vgg_width=0.125)
+    nst = make_stylizer("nst", steps=None, pretrained=False, vgg_width=0.125)
+    assert dtp.iterations == 1000 and nst is not None
