@@ -286,6 +286,8 @@ class RabitGenerator(nn.Module):
         h, w = size
         if h % 2**self.n_up or w % 2**self.n_up:
             raise ValueError(f"image size {size} must be divisible by 2**n_up = {2**self.n_up}")
+        if min(h, w) >> self.n_up < 2:  # the first block's instance norm needs more than one pixel
+            raise ValueError(f"image size {size} is too small for n_up={self.n_up}: at least {2 ** (self.n_up + 1)} px")
         x = F.interpolate(head, size=(h >> self.n_up, w >> self.n_up), mode="bilinear", align_corners=False)
         x = self.head(self.fc(x), cond)
         for block in self.ups:

@@ -380,3 +380,11 @@ def test_rabit_lite_learning_checks() -> None:
     print(f"RABIT-lite: warp L1 {l1_0:.3f} -> {l1_1:.3f}, agreement {agree_0:.3f} -> {agree_1:.3f}, "
           f"follow warped {warped_0:.3f} -> {warped_rate:.3f}, image {image_0:.3f} -> {image_rate:.3f}")  # fmt: skip
     assert warped_rate >= max(0.75, warped_0 + 0.15), (warped_0, warped_rate)
+
+
+def test_generator_names_its_smallest_image_size():
+    from medi2i.natural.rabit_networks import RabitGenerator
+
+    gen = RabitGenerator(8, 3, 1, ngf=4, n_up=3)
+    with pytest.raises(ValueError, match="at least 16 px"):
+        gen(torch.zeros(1, 8, 1, 1), torch.zeros(1, 3, 8, 8), (8, 8))

@@ -357,3 +357,21 @@ def test_init_weights_reaches_parametrized_spectral_norm_weights():
     init_weights(layer, "normal", 0.02)
     after = layer.parametrizations.weight.original.detach()
     assert not torch.equal(before, after) and abs(float(after.std()) - 0.02) < 0.004
+
+
+def test_patch_discriminator_names_the_smallest_input_it_can_take():
+    from medi2i.natural.toolkit.discriminators import PatchDiscriminator
+
+    d = PatchDiscriminator(1, ndf=4, n_layers=2)
+    with pytest.raises(ValueError, match=r"at least \d+ px"):
+        d(torch.zeros(1, 1, 8, 8))
+    smallest = int(__import__("re").search(r"at least (\d+) px", _message(d)).group(1))
+    assert d(torch.zeros(1, 1, smallest, smallest)).shape[0] == 1  # the size it names does work
+
+
+def _message(d) -> str:
+    try:
+        d(torch.zeros(1, 1, 4, 4))
+    except ValueError as err:
+        return str(err)
+    raise AssertionError("no error")

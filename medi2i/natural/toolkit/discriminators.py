@@ -134,8 +134,29 @@ class PatchDiscriminator(nn.Module):
             ch = out
         blocks.append(nn.Sequential(nn.Conv2d(ch, 1, kernel, stride=1, padding=padding)))
         self.blocks = nn.ModuleList(blocks)
+        self.padding, self.norm = padding, norm
+
+    def _check_size(self, x: torch.Tensor) -> None:
+        """Instance norm needs more than one pixel per map: name the smallest input instead of failing deep inside."""
+        if self.norm != NormKind.INSTANCE or x.ndim != 4:
+            return
+
+        def normed_maps_fit(size: int) -> bool:  # every instance-normed map (blocks 1 .. n-1) has >= 2 px a side
+            for index, stride in enumerate(_strides(self.n_layers)[:-1]):
+                size = (size + 2 * self.padding - 4) // stride + 1
+                if index > 0 and size < 2:
+                    return False
+            return True
+
+        if not normed_maps_fit(min(x.shape[-2:])):
+            smallest = next(n for n in range(4, 4096) if normed_maps_fit(n))
+            raise ValueError(
+                f"input {tuple(x.shape[-2:])} is too small for a PatchGAN with n_layers={self.n_layers} "
+                f"(instance norm on a 1x1 map); use images of at least {smallest} px or fewer layers"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        self._check_size(x)
         features = []
         for block in self.blocks:
             x = block(x)
