@@ -13,6 +13,8 @@ Modules (import the one you need; nothing heavy is imported here):
 * :mod:`medi2i.viz.figures` - static synthesis / registration / trajectory figures and key-slice mosaics.
 * :mod:`medi2i.viz.report` - self-contained HTML reports (``medi2i qa``), TensorBoard curves.
 * :mod:`medi2i.viz.cases` - QA cases from explicit files or manifests.
+* :mod:`medi2i.viz.gallery` - natural-image method galleries (input / output / reference grids, photos and
+  slices), a self-contained index page, and trained-model-or-tiny-smoke-model loading for the gallery notebook.
 * :mod:`medi2i.viz.baselines` - labelled stand-ins for demos (per-tissue intensity baseline, oracle
   demo field); not methods of this project.
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-NAMES = ("qa_synthesis.ipynb", "qa_registration.ipynb")
+NAMES = ("qa_synthesis.ipynb", "qa_registration.ipynb", "natural_gallery.ipynb")
 
 
 @pytest.mark.parametrize("name", NAMES)
