@@ -118,7 +118,10 @@ class RLI2ITConfig:
     """D5: ``dice`` (paper Eq. 14) or ``ssim`` (``SSIM_t - SSIM_{t-1}`` between fixed and warped moving)."""
     reward_labels: str = RewardLabels.KMEANS
     """D6: ``kmeans`` (paper: 3 intensity clusters per image, sorted by centroid) or ``gt`` (SPAC code;
-    weakly supervised, report it)."""
+    weakly supervised, report it). Caveat measured on the 2D demo T1w slices: the 3 clusters merge GM and WM
+    (cluster 1, Dice 0.85 at identity and nearly flat) and put 4 % of the pixels, bright speckled
+    extra-cerebral tissue (mostly GT label 5), in cluster 2 (Dice 0.17), which then dominates the mean
+    reward; an agent can raise this reward (0.508 -> 0.564) while the GT Dice of labels 1-3 falls."""
     kmeans_clusters: int = 3
     """D6: number of K-means clusters (label 0 = darkest cluster, scored labels ``1..k-1``)."""
     kmeans_iterations: int = 10
@@ -163,12 +166,20 @@ class RLI2ITConfig:
     """Tune alpha through ``log alpha`` (SAC); ``False`` keeps it at ``exp(log_alpha_init)``."""
     kl_weight: float = 0.01
     """D18: weight of ``KL(N(mu, sigma^2) || N(0, I))`` in the planner and auxiliary losses (code; not in
-    the paper)."""
+    the paper). It is the only force against the RL loss on the plan: the critic is ``Linear(LeakyReLU([f(s),
+    p]))``, linear/convex in ``p``, so ``-Q`` pushes the plan mean along its weights without bound. The 2D
+    demo overlay (``bundles/rl_i2it/demo_cpu.json``) uses 1.0: with 0.01 the demo run reached ``|mu| ~ 10.5``,
+    KL ~ 270 and sigma at its bound within 100 episodes, the nearly constant plan made the actor's field state
+    independent and Dice fell below the identity (val 0.409 vs 0.550); with 1.0, val 0.511 (helper H-RL,
+    ``tests/registration/test_rl_fix_plan_kl.py``)."""
     aux_updates_planner: bool = True
     """D2: the auxiliary loss also steps the planner (paper Eq. 7); ``False`` reproduces SPAC (actor only)."""
     aux_target: str = AuxTarget.STEP
     """D7: ``step`` = loss on the per-step field and the replayed pair (code); ``accumulated`` = on
-    ``compose(u, U_{t-1})`` against the original moving image (paper; stores I_M and U_{t-1})."""
+    ``compose(u, U_{t-1})`` against the original moving image (paper; stores I_M and U_{t-1}). ``step``
+    resamples the replayed, already resampled image a second time, which the environment never does; on
+    noisy images that extra interpolation blur alone lowers the NCC loss. The 2D demo overlay uses
+    ``accumulated`` (measured with kl_weight 1 and window 9: val Dice 0.554 vs identity 0.550)."""
     ncc_windows: tuple[int, ...] | None = None
     """D8: NCC windows per scale; ``None`` = (9, 7, 5) in 3D (code), (9,) in 2D."""
     ncc_weights: tuple[float, ...] | None = None
