@@ -133,7 +133,8 @@ def test_inference_and_evaluate_configs(trained, demo) -> None:
     row = pd.read_csv(demo / "registration_2d.csv").query("split == 'train'").iloc[0]
     disp = nib.load(root / "fields" / f"disp_{row.pair_id}.nii.gz")
     fixed = nib.load(demo / row.fixed)
-    assert disp.shape[:2] == fixed.shape[:2] and disp.shape[-1] == 2 and np.allclose(disp.affine, fixed.affine, atol=1e-4)
+    assert disp.shape[:2] == fixed.shape[:2] and disp.shape[-1] == 2
+    assert np.allclose(disp.affine, fixed.affine, atol=1e-4)
     summary = pd.read_csv(root / "fields_eval" / "registration_summary.csv")
     assert {"dice_mean", "hd95_mean", "folding_percent"} <= set(summary.iloc[:, 0]) | set(summary.columns)
     cases = pd.read_csv(root / "fields_eval" / "registration_cases.csv")
