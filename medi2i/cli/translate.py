@@ -70,18 +70,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def read_data_record(model_path: Path) -> dict[str, Any]:
     """The ``"data"`` record of a natural model file (``{}`` when absent); validates that the file is readable."""
-    import torch
-
-    from medi2i.checkpoint import bundle_model_path
     from medi2i.errors import Medi2iInputError
+    from medi2i.natural.model_files import read_model_payload
 
-    file = bundle_model_path(model_path)
-    if not file.is_file():
-        raise Medi2iInputError("model file not found", path=file, expected="a model.pt written by medi2i.natural")
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or foreign files raise several types
-        raise Medi2iInputError(f"cannot read the model file ({type(err).__name__}: {err})", path=file) from None
+    file, payload = read_model_payload(model_path)
     record = payload.get("data", {}) if isinstance(payload, dict) else {}
     if not isinstance(record, Mapping):
         raise Medi2iInputError("malformed data record", path=file, field="data", found=type(record).__name__)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from medi2i.natural.trainer import AdversarialMethod
     from medi2i.typing import PathLike
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "METHODS", "load_model", "method_class", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "METHODS", "load_model", "method_class", "read_model_payload", "save_model"]
 
 FORMAT = "medi2i.natural"
 FORMAT_VERSION = 1
@@ -105,12 +105,11 @@ def save_model(path: PathLike, method: AdversarialMethod, data: Mapping[str, Any
     return Path(path)
 
 
-def load_model(path: PathLike, device: str | torch.device | None = None) -> AdversarialMethod:
-    """Rebuild the method stored in a model file (or a bundle folder's ``models/model.pt``), in eval mode.
+def read_model_payload(path: PathLike) -> tuple[Path, Any]:
+    """``(file, payload)`` of a model file or a folder holding one (``weights_only`` load, not yet validated).
 
     Raises:
-        Medi2iInputError: missing/unreadable file, not a medi2i.natural model file, unknown method, a config the
-            method rejects, or weights that do not fit (the message names the file and the field).
+        Medi2iInputError: a missing or unreadable file.
     """
     file = bundle_model_path(path)
     if not file.is_file():
@@ -119,6 +118,17 @@ def load_model(path: PathLike, device: str | torch.device | None = None) -> Adve
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign files raise several types
         raise Medi2iInputError(f"cannot read the model file ({type(err).__name__}: {err})", path=file) from None
+    return file, payload
+
+
+def load_model(path: PathLike, device: str | torch.device | None = None) -> AdversarialMethod:
+    """Rebuild the method stored in a model file (or a bundle folder's ``models/model.pt``), in eval mode.
+
+    Raises:
+        Medi2iInputError: missing/unreadable file, not a medi2i.natural model file, unknown method, a config the
+            method rejects, or weights that do not fit (the message names the file and the field).
+    """
+    file, payload = read_model_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Medi2iInputError(
             "not a medi2i.natural model file",
