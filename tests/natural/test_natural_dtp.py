@@ -228,4 +228,7 @@ def test_steps_none_keeps_the_default_schedule():
 
     dtp = make_stylizer("dtp", steps=None, pretrained=False, vgg_width=0.125)
     nst = make_stylizer("nst", steps=None, pretrained=False, vgg_width=0.125)
-    assert dtp.iterations == 1000 and nst is not None
+    from medi2i.natural.nst import NeuralStyleTransfer
+
+    assert dtp.iterations == 1000
+    assert nst.steps == NeuralStyleTransfer(pretrained=False, vgg_width=0.125).steps
