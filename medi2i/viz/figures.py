@@ -363,6 +363,7 @@ def trajectory_figure(
     *,
     view: View | str = View.AXIAL,
     grid_step: int = 6,
+    step_numbers: Sequence[int] | None = None,
     cursor_world: Point | None = None,
     convention: Convention | str = Convention.NEUROLOGICAL,
     panel_size: float = 2.4,
@@ -382,6 +383,8 @@ def trajectory_figure(
         moving_label: optional moving label map.
         view: the view shown.
         grid_step: deformation-grid spacing in pixels.
+        step_numbers: the step each field belongs to, for the titles (default ``1..len(ddfs)``), e.g.
+            ``[1, 4, 8]`` when only some steps of a trajectory are shown.
         cursor_world: slice position in RAS mm (default: fixed labels' centre, else the grid centre).
         convention: L/R display convention.
         panel_size: inches per panel.
@@ -393,6 +396,9 @@ def trajectory_figure(
 
     if not ddfs:
         raise ValueError("trajectory_figure needs at least one field")
+    numbers = list(range(1, len(ddfs) + 1)) if step_numbers is None else [int(k) for k in step_numbers]
+    if len(numbers) != len(ddfs):
+        raise ValueError(f"step_numbers has {len(numbers)} entries for {len(ddfs)} fields")
     view = View(view)
     with_labels = fixed_label is not None and moving_label is not None
     if cursor_world is None and with_labels:
@@ -405,7 +411,7 @@ def trajectory_figure(
     for r, ddf in enumerate(ddfs):
         ddf = np.asarray(ddf, np.float32)
         if ddf.shape != (ref.array.ndim, *np.shape(fixed)):
-            raise ValueError(f"step {r + 1}: expected ddf {(ref.array.ndim, *np.shape(fixed))}, got {ddf.shape}")
+            raise ValueError(f"step {numbers[r]}: expected ddf {(ref.array.ndim, *np.shape(fixed))}, got {ddf.shape}")
         det = jacobian_determinant(ddf)
         warped = DisplayVolume(warp_array(moving, ddf), affine, "warped", ref.display_window)
         show_slice(axes[r, 0], warped, view, index, convention)
@@ -420,7 +426,7 @@ def trajectory_figure(
         draw_deformation_grid(axes[r, 2], *oriented_vector_slice(ddf_ras, view, index, convention), step=grid_step)
         for c, name in enumerate(("warped", "jacobian", "grid")):
             axes[r, c].set_aspect(aspect)
-            axes[r, c].set_title(f"step {r + 1}: {name}", fontsize=9)
+            axes[r, c].set_title(f"step {numbers[r]}: {name}", fontsize=9)
         axes[r, 0].set_ylabel(f"folds {float((det <= 0).mean() * 100):.3f}%", fontsize=8)
     fig.suptitle(f"field trajectory ({view.value}); {Convention(convention).value} convention", fontsize=10)
     return fig

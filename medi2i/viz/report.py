@@ -429,7 +429,9 @@ def training_section(log_dir: PathLike, *, max_images: int = 4) -> str:
             axes = fig.subplots(rows, cols, squeeze=False).ravel()
             for ax, tag in zip(axes, scalars, strict=False):
                 events = acc.Scalars(tag)
-                ax.plot([e.step for e in events], [e.value for e in events], lw=1)
+                # markers when there are few points: a single logged value would draw no line at all
+                marker = "o" if len(events) <= 20 else None
+                ax.plot([e.step for e in events], [e.value for e in events], lw=1, marker=marker, markersize=3)
                 ax.set_title(tag, fontsize=9)
                 ax.set_xlabel("step", fontsize=8)
                 ax.tick_params(labelsize=7)

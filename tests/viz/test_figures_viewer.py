@@ -155,6 +155,10 @@ def test_trajectory_figure_rows_per_step_and_fold_highlight():
     assert highlighted == expected and expected[0] == 0 < expected[1]
     with pytest.raises(ValueError, match="at least one"):
         trajectory_figure(image, image, [], np.eye(4))
+    fig = trajectory_figure(image, image, steps, np.eye(4), step_numbers=[4, 8], cursor_world=(8.0, 9.0, 7.0))
+    assert [ax.get_title() for ax in image_axes(fig)][::3] == ["step 4: warped", "step 8: warped"]
+    with pytest.raises(ValueError, match="step_numbers has 1 entries for 2 fields"):
+        trajectory_figure(image, image, steps, np.eye(4), step_numbers=[4])
 
 
 def test_widget_viewer_sliders_drive_the_render_function():

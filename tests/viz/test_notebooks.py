@@ -10,6 +10,17 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ("qa_synthesis.ipynb", "qa_registration.ipynb", "natural_gallery.ipynb")
+# what each notebook must print: the model it reviews (bundle model or labelled tiny model)
+PRINTED = {
+    "qa_synthesis.ipynb": (
+        "Bi-DPM bundle model ->",
+        "Bi-DPM tiny notebook model (60 iterations), not the demo model ->",
+    ),
+    "qa_registration.ipynb": (
+        "RL-I2IT bundle model ->",
+        "RL-I2IT tiny notebook model (25 episodes), not the demo model ->",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -52,5 +63,7 @@ def test_notebook_executes_on_the_demo_cohort(name, tmp_path_factory, monkeypatc
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3, "figures were not rendered"
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    if name in PRINTED:
+        assert any(label in printed for label in PRINTED[name]), "the notebook must say which model it reviews"
     index = Path(printed.split("open ")[-1].strip())
     assert index.name == "index.html" and index.is_file()
