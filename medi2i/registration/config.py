@@ -42,6 +42,13 @@ class RewardLabels(StrEnum):
     GT = "gt"
 
 
+class KMeansInit(StrEnum):
+    """Initial centroids of the K-means pseudo-labels (D6 extension, see ``RLI2ITConfig.kmeans_init``)."""
+
+    RANGE = "range"
+    QUANTILE = "quantile"
+
+
 class AuxTarget(StrEnum):
     """What the auxiliary registration loss is applied to (D7)."""
 
@@ -55,6 +62,13 @@ class Smoothness(StrEnum):
     OFFSET_L2 = "offset_l2"
     L2 = "l2"
     DIFFUSION = "diffusion"
+
+
+class TestStop(StrEnum):
+    """Test-time stopping rule (D17 extension, see ``RLI2ITConfig.test_stop``)."""
+
+    NONE = "none"
+    SIMILARITY = "similarity"
 
 
 class Padding(StrEnum):
@@ -126,6 +140,21 @@ class RLI2ITConfig:
     """D6: number of K-means clusters (label 0 = darkest cluster, scored labels ``1..k-1``)."""
     kmeans_iterations: int = 10
     """D6: Lloyd iterations of the per-image 1-D K-means (deterministic quantile initialisation)."""
+    kmeans_init: str = KMeansInit.RANGE
+    """D6 extension: ``range`` (default; centroids start evenly spaced between the image's min and max) or
+    ``quantile`` (centroid j starts at the ``(j + 1/2) / k`` intensity quantile). On the 2D demo slices ``range``
+    puts GM in one cluster with WM (k = 3) or with CSF (k = 4, 5), because a few bright scalp voxels stretch
+    the initial range; ``quantile`` with k = 5 gives background, CSF, GM, WM, scalp (Dice to the GT classes
+    0.69 / 0.79 / 0.80; see ``kmeans_label_ids``)."""
+    kmeans_mask: bool = False
+    """D6 extension: cluster only inside the pair's foreground masks (``RegistrationEnv.reset`` then needs
+    ``fixed_mask``/``moving_mask``); inside voxels get labels ``1..k`` (1 = darkest), outside ones 0, and all
+    k clusters are scored by default. Default: the whole image (paper). The demo cohort's masks are head
+    masks (brain, skull, scalp), so on the demo slices they do not isolate CSF/GM/WM (see ``kmeans_init``)."""
+    kmeans_label_ids: tuple[int, ...] | None = None
+    """D6 extension: K-means labels scored by the reward; ``None`` = ``1..k-1`` (every cluster but the darkest),
+    ``1..k`` with ``kmeans_mask``. With k = 5 and ``quantile`` on the demo slices, ``(1, 2, 3)`` = CSF, GM, WM
+    without the brightest cluster (scalp)."""
     reward_label_ids: tuple[int, ...] = (1, 2, 3)
     """D6/D15: ground-truth labels scored by the ``gt`` reward; Dice is averaged over those present in
     the fixed label map (D15), so absent ones are skipped."""
@@ -150,6 +179,11 @@ class RLI2ITConfig:
     """Episode length T_train (code ``MAX_EP_STEPS``); the step limit is not terminal (bootstrapped)."""
     test_steps: int = 20
     """D17: fixed number of test steps with the mean plan, no early stopping."""
+    test_stop: str = TestStop.NONE
+    """D17 extension: ``none`` (digest: always ``test_steps`` steps) or ``similarity``: a pair stops at the first
+    step that does not lower its auxiliary similarity loss (the NCC of ``ncc_windows``, on images smoothed by
+    ``similarity_sigma``), and that step is not applied. Unsupervised (no labels), so it also runs at inference;
+    it keeps an agent that keeps moving after alignment from walking away from it."""
 
     # --- SAC ----------------------------------------------------------------------------------
     gamma: float = 0.99
@@ -184,6 +218,20 @@ class RLI2ITConfig:
     """D8: NCC windows per scale; ``None`` = (9, 7, 5) in 3D (code), (9,) in 2D."""
     ncc_weights: tuple[float, ...] | None = None
     """D8: weight per NCC scale; ``None`` = 1, 1/2, 1/4, ..."""
+    similarity_sigma: float = 0.0
+    """Extension of D8 (not in the paper or code): Gaussian sigma (voxels) applied to the fixed and the
+    moving image before the auxiliary NCC (the moving one before it is warped); 0 = off. On noisy images a
+    bilinear resampling at a sub-voxel offset averages neighbouring voxels and so lowers the NCC loss by
+    itself, which rewards a constant half-voxel shift; after smoothing, one more interpolation barely changes
+    the image, so only alignment lowers the loss."""
+    drift_weight: float = 0.0
+    """Extension (not in the paper or code): weight of ``mean_b |mean_x u_b(x)|^2``, the squared spatial mean of
+    the auxiliary loss's per-step field (voxels^2), a penalty on a global translation re-applied at every step;
+    0 = off."""
+    identity_weight: float = 0.0
+    """Extension (not in the paper or code): weight of ``mean |pi(p~, h([F, F]))|^2``, the actor's field (voxels^2)
+    for an already aligned state (the fixed image as both channels), a fixed-point term that asks for no
+    motion once the images match; 0 = off."""
     smooth_weight: float = 1.0
     """D7: lambda of the smoothness term (code 1.0; the paper gives none)."""
     smoothness: str = Smoothness.OFFSET_L2
@@ -241,6 +289,8 @@ class RLI2ITConfig:
         _choose(self.reward, RewardKind, "reward")
         _choose(self.reward_labels, RewardLabels, "reward_labels")
         _choose(self.aux_target, AuxTarget, "aux_target")
+        _choose(self.kmeans_init, KMeansInit, "kmeans_init")
+        _choose(self.test_stop, TestStop, "test_stop")
         _choose(self.smoothness, Smoothness, "smoothness")
         _choose(self.image_padding, Padding, "image_padding")
         _choose(self.field_padding, Padding, "field_padding")
@@ -279,6 +329,17 @@ class RLI2ITConfig:
             raise ValueError(f"ncc_windows must be odd positive sizes, got {windows}")
         if len(weights) != len(windows):
             raise ValueError(f"ncc_weights must have one weight per window ({len(windows)}), got {weights}")
+        if self.kmeans_label_ids is not None and (
+            not self.kmeans_label_ids or any(not 0 <= int(i) <= self.kmeans_clusters for i in self.kmeans_label_ids)
+        ):
+            raise ValueError(
+                f"kmeans_label_ids must be labels in 0..{self.kmeans_clusters}, got {self.kmeans_label_ids}"
+            )
+        if self.similarity_sigma < 0 or self.drift_weight < 0 or self.identity_weight < 0:
+            raise ValueError(
+                "similarity_sigma, drift_weight and identity_weight must be >= 0, got "
+                f"{self.similarity_sigma}, {self.drift_weight}, {self.identity_weight}"
+            )
         if self.smooth_weight < 0 or self.kl_weight < 0 or self.aux_weight < 0 or self.rl_weight < 0:
             raise ValueError("smooth_weight, kl_weight, aux_weight and rl_weight must be >= 0")
 

@@ -18,34 +18,66 @@ from medi2i.registration.config import Composition, RewardKind, RewardLabels, RL
 from medi2i.spatial import compose, warp
 
 
-def kmeans_labels(image: torch.Tensor, clusters: int = 3, iterations: int = 10) -> torch.Tensor:
+def kmeans_labels(
+    image: torch.Tensor,
+    clusters: int = 3,
+    iterations: int = 10,
+    mask: torch.Tensor | None = None,
+    init: str = "range",
+) -> torch.Tensor:
     """Per-image 1-D K-means on intensity, labels sorted by centroid (D6): 0 = darkest cluster.
 
-    Centroids start evenly spaced between each image's min and max (deterministic, no RNG), and
-    Lloyd's iterations run a fixed number of times (no convergence test, so no host sync).
+    Lloyd's iterations run a fixed number of times (no convergence test, so no host sync). Centroids start
+    deterministically (no RNG): ``init="range"`` (digest default) spaces them evenly between each image's
+    min and max; ``"quantile"`` puts centroid ``j`` at the ``(j + 1/2) / k`` intensity quantile, which keeps a
+    few very bright voxels (scalp, vessels) from claiming a cluster of their own. With ``mask`` only the
+    voxels inside it are clustered (initialisation and centroids); they get labels ``1..k`` (1 = darkest)
+    and the voxels outside label 0, so no cluster shares its label with the outside.
 
     Args:
         image: ``(B, 1, *spatial)`` intensities.
         clusters: number of clusters k.
         iterations: Lloyd iterations.
+        mask: optional ``(B, 1, *spatial)`` foreground (non-zero = inside); each image needs a voxel inside.
+        init: ``"range"`` or ``"quantile"``.
 
     Returns:
-        ``(B, 1, *spatial)`` int64 labels in ``0..k-1``, ordered by centroid intensity.
+        ``(B, 1, *spatial)`` int64 labels ordered by centroid intensity: ``0..k-1``, or with ``mask``
+        ``1..k`` inside and 0 outside.
 
     Example:
         >>> img = torch.tensor([0.0, 0.1, 0.5, 0.55, 1.0, 0.95]).reshape(1, 1, 6, 1)
         >>> kmeans_labels(img).flatten().tolist()
         [0, 0, 1, 1, 2, 2]
+        >>> inside = torch.tensor([1, 1, 1, 1, 0, 0]).reshape(1, 1, 6, 1)  # the bright voxels are outside
+        >>> kmeans_labels(img, 2, mask=inside).flatten().tolist()
+        [1, 1, 2, 2, 0, 0]
     """
     if clusters < 2 or iterations < 1:
         raise ValueError(f"clusters must be >= 2 and iterations >= 1, got {clusters}, {iterations}")
+    if init not in ("range", "quantile"):
+        raise ValueError(f"init must be 'range' or 'quantile', got {init!r}")
     x = image.flatten(1).float()  # (B, N)
-    lo, hi = x.min(dim=1, keepdim=True).values, x.max(dim=1, keepdim=True).values
+    if mask is None:
+        inside = torch.ones_like(x, dtype=torch.bool)
+    else:
+        if mask.shape != image.shape:
+            raise ValueError(f"expected mask of shape {tuple(image.shape)}, got {tuple(mask.shape)}")
+        inside = mask.flatten(1) != 0
+    weight = inside.to(x.dtype)
     frac = (torch.arange(clusters, device=x.device, dtype=x.dtype) + 0.5) / clusters
-    centroids = lo + (hi - lo) * frac  # (B, k)
+    if init == "range":
+        lo = torch.where(inside, x, torch.full_like(x, float("inf"))).min(dim=1, keepdim=True).values
+        hi = torch.where(inside, x, torch.full_like(x, float("-inf"))).max(dim=1, keepdim=True).values
+        centroids = lo + (hi - lo) * frac  # (B, k)
+    else:  # masked quantiles without a host sync: outside voxels sort to the end
+        ordered = torch.where(inside, x, torch.full_like(x, float("inf"))).sort(dim=1).values
+        count = weight.sum(dim=1, keepdim=True).clamp_min(1.0)
+        index = (frac[None, :] * count).long().clamp(max=x.shape[1] - 1)
+        centroids = ordered.gather(1, index)
     for _ in range(iterations):
         assign = (x[:, :, None] - centroids[:, None, :]).abs().argmin(dim=2)  # (B, N)
-        onehot = torch.nn.functional.one_hot(assign, clusters).to(x.dtype)  # (B, N, k)
+        onehot = torch.nn.functional.one_hot(assign, clusters).to(x.dtype) * weight[:, :, None]  # (B, N, k)
         count = onehot.sum(dim=1)
         total = (onehot * x[:, :, None]).sum(dim=1)
         # an empty cluster keeps its centroid instead of collapsing to 0
@@ -53,7 +85,10 @@ def kmeans_labels(image: torch.Tensor, clusters: int = 3, iterations: int = 10) 
     order = centroids.argsort(dim=1)
     rank = order.argsort(dim=1)  # rank[b, c] = position of cluster c after sorting by centroid
     assign = (x[:, :, None] - centroids[:, None, :]).abs().argmin(dim=2)
-    return rank.gather(1, assign).reshape(image.shape)
+    labels = rank.gather(1, assign)
+    if mask is not None:
+        labels = (labels + 1) * inside.long()
+    return labels.reshape(image.shape)
 
 
 def label_dice(pred: torch.Tensor, ref: torch.Tensor, label_ids: tuple[int, ...]) -> torch.Tensor:
@@ -125,11 +160,14 @@ class RegistrationEnv:
         moving: torch.Tensor,
         fixed_label: torch.Tensor | None = None,
         moving_label: torch.Tensor | None = None,
+        fixed_mask: torch.Tensor | None = None,
+        moving_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Start episodes for a batch of pairs ``(B, 1, *spatial)`` in [0, 1]; return s_1 ``(B, 2, *spatial)``.
 
         ``fixed_label``/``moving_label`` are required for ``reward_labels="gt"``; with ``"kmeans"`` the
-        pseudo-labels are computed here, once per pair (D6).
+        pseudo-labels are computed here, once per pair (D6), inside ``fixed_mask``/``moving_mask`` (required)
+        when ``kmeans_mask`` is set.
         """
         cfg = self.config
         if fixed.shape != moving.shape or fixed.ndim != cfg.spatial_dims + 2 or fixed.shape[1] != 1:
@@ -144,9 +182,16 @@ class RegistrationEnv:
             self.fixed_labels, self.moving_labels = fixed_label.long(), moving_label.long()
             self.label_ids = tuple(cfg.reward_label_ids)
         else:
-            k, it = cfg.kmeans_clusters, cfg.kmeans_iterations
-            self.fixed_labels, self.moving_labels = kmeans_labels(fixed, k, it), kmeans_labels(moving, k, it)
-            self.label_ids = tuple(range(1, k))
+            if cfg.kmeans_mask and (fixed_mask is None or moving_mask is None):
+                raise ValueError("kmeans_mask=True needs fixed_mask and moving_mask")
+            if not cfg.kmeans_mask:
+                fixed_mask = moving_mask = None
+            k, it, init = cfg.kmeans_clusters, cfg.kmeans_iterations, cfg.kmeans_init
+            self.fixed_labels = kmeans_labels(fixed, k, it, mask=fixed_mask, init=init)
+            self.moving_labels = kmeans_labels(moving, k, it, mask=moving_mask, init=init)
+            ids = cfg.kmeans_label_ids
+            default = tuple(range(1, k + 1)) if cfg.kmeans_mask else tuple(range(1, k))
+            self.label_ids = default if ids is None else tuple(int(i) for i in ids)
         batch = fixed.shape[0]
         self.field = torch.zeros(batch, cfg.spatial_dims, *fixed.shape[2:], device=fixed.device)
         self.warped = self.moving

@@ -1,7 +1,9 @@
 """Test-time registration with a trained RL-I2IT agent (digest section 3.4 ``test``; D17).
 
-A fixed number of steps with the **mean** plan and the test clamp, no early stopping; the accumulated
-field, the warped moving image and the per-step Dice / SSIM trajectories (index 0 = identity) come back.
+A fixed number of steps with the **mean** plan and the test clamp, no early stopping (unless
+``config.test_stop="similarity"``: a pair stops at its first step that does not lower the auxiliary
+similarity loss); the accumulated field, the warped moving image and the per-step Dice / SSIM trajectories
+(index 0 = identity; a stopped pair repeats its last value) come back.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from monai.metrics.regression import SSIMMetric
 
+from medi2i.registration.config import TestStop
 from medi2i.registration.env import RegistrationEnv, label_dice
-from medi2i.registration.sac import RLI2ITAgent
+from medi2i.registration.sac import AuxLoss, RLI2ITAgent
 from medi2i.spatial import warp
 
 
@@ -41,6 +44,7 @@ def register(
     moving_label: torch.Tensor | None = None,
     label_ids: tuple[int, ...] | None = None,
     track_ssim: bool = True,
+    stop: str | None = None,
 ) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` (``(B, 1, *spatial)`` in [0, 1]) in ``steps`` mean-plan steps.
 
@@ -54,6 +58,8 @@ def register(
         moving_label: optional integer labels (warped with nearest).
         label_ids: labels scored (default ``config.reward_label_ids``); absent ones skipped (D15).
         track_ssim: compute the SSIM trajectory (else an empty ``(B, 0)`` tensor).
+        stop: ``"none"`` or ``"similarity"`` (default ``config.test_stop``), see
+            :attr:`~medi2i.registration.config.RLI2ITConfig.test_stop`.
 
     Example:
         >>> from medi2i.registration.config import smoke_config
@@ -67,6 +73,9 @@ def register(
     clamp = cfg.test_clamp if clamp is None else float(clamp)
     if steps < 0 or clamp <= 0:
         raise ValueError(f"steps must be >= 0 and clamp > 0, got {steps}, {clamp}")
+    stop = str(cfg.test_stop if stop is None else stop)
+    if stop not in (TestStop.NONE, TestStop.SIMILARITY):
+        raise ValueError(f"stop must be 'none' or 'similarity', got {stop!r}")
     if (fixed_label is None) != (moving_label is None):
         raise ValueError("give both fixed_label and moving_label, or neither")
     device = agent.log_alpha.device
@@ -86,11 +95,30 @@ def register(
         if ssim_metric is not None:
             ssim.append(ssim_metric._compute_tensor(env.warped, fixed).reshape(-1))
 
+    guard = None
+    if stop == TestStop.SIMILARITY:
+        aux = AuxLoss(cfg).to(device)
+        smooth_fixed, smooth_moving = aux.presmooth(fixed), aux.presmooth(moving)
+
+        def similarity(field: torch.Tensor) -> torch.Tensor:  # per pair, (B,)
+            warped = warp(smooth_moving, field, padding_mode=cfg.image_padding)
+            return torch.stack([aux.similarity(smooth_fixed[i : i + 1], warped[i : i + 1]) for i in range(len(field))])
+
+        guard = (similarity, similarity(env.field), torch.ones(fixed.shape[0], dtype=torch.bool, device=device))
+
     agent.eval()
     record()
     for _ in range(steps):
         action, _ = agent.act(env.state(), deterministic=True, clamp=clamp)
-        env.field = env.compose(action, env.field)
+        field = env.compose(action, env.field)
+        if guard is not None:  # keep a pair's step only while it lowers its similarity loss; then stop it
+            similarity, current, active = guard
+            candidate = similarity(field)
+            active = active & (candidate < current)
+            keep = active.reshape(-1, *([1] * (field.ndim - 1)))
+            field = torch.where(keep, field, env.field)
+            guard = (similarity, torch.where(active, candidate, current), active)
+        env.field = field
         env.warped = warp(moving, env.field, padding_mode=cfg.image_padding)
         record()
     empty = fixed.new_zeros(fixed.shape[0], 0)

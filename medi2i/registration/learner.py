@@ -56,8 +56,12 @@ class RLI2ITLearner:
         moving: torch.Tensor,
         fixed_label: torch.Tensor | None = None,
         moving_label: torch.Tensor | None = None,
+        fixed_mask: torch.Tensor | None = None,
+        moving_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Play ``train_steps`` steps on pairs ``(B, 1, *spatial)``; return episode charts + last update logs."""
+        """Play ``train_steps`` steps on pairs ``(B, 1, *spatial)``; return episode charts + last update logs.
+
+        The optional foreground masks are only used by the masked K-means reward (``kmeans_mask``)."""
         cfg, agent = self.config, self.agent
         to = dict(device=self.device)
         state = self.env.reset(
@@ -65,6 +69,8 @@ class RLI2ITLearner:
             moving.to(**to),
             None if fixed_label is None else fixed_label.to(**to),
             None if moving_label is None else moving_label.to(**to),
+            None if fixed_mask is None else fixed_mask.to(**to),
+            None if moving_mask is None else moving_mask.to(**to),
         )
         self.episode += 1
         episodic_return = torch.zeros(fixed.shape[0], device=self.device)

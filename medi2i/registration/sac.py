@@ -19,6 +19,7 @@ from enum import StrEnum
 import torch
 import torch.nn.functional as F
 from monai.losses import DiffusionLoss, LocalNormalizedCrossCorrelationLoss
+from monai.networks.layers import GaussianFilter
 from torch import nn
 
 from medi2i.registration.config import AuxTarget, Precision, RLI2ITConfig, Smoothness
@@ -45,6 +46,8 @@ class Keys(StrEnum):
     NCC = "losses/ncc"
     SMOOTH = "losses/smooth"
     KL = "losses/kl"
+    DRIFT = "losses/drift"
+    IDENTITY = "losses/identity"
     ALPHA = "charts/alpha"
     ENTROPY = "charts/entropy"
     Q_MEAN = "charts/q_mean"
@@ -252,14 +255,39 @@ def offset_l2_smoothness(ddf: torch.Tensor, offset: float = 0.01) -> torch.Tenso
     return torch.stack(terms).mean()
 
 
+def drift_penalty(ddf: torch.Tensor) -> torch.Tensor:
+    """``mean_b |mean_x u_b(x)|^2``: squared length of each field's spatial mean (voxels^2), batch mean.
+
+    Example:
+        >>> u = torch.zeros(2, 2, 4, 4); u[0, 0] = 0.5  # item 0: a constant half-voxel shift; item 1: none
+        >>> float(drift_penalty(u))
+        0.125
+    """
+    return ddf.flatten(2).mean(dim=2).pow(2).sum(dim=1).mean()
+
+
 class AuxLoss(nn.Module):
-    """J_Aux (paper Eq. 7 / Eq. 13 in step form): ``sim(F, M o u) + lambda R(u) + beta_KL KL``."""
+    """J_Aux (paper Eq. 7 / Eq. 13 in step form): ``sim(F, M o u) + lambda R(u) + beta_KL KL``.
+
+    Extensions (off by default): ``similarity_sigma`` smooths both images with a MONAI ``GaussianFilter``
+    before the NCC (:meth:`presmooth`), ``drift_weight`` adds :func:`drift_penalty` of the per-step field
+    (``identity_weight``, the fixed-point term, is added in :func:`aux_loss`, which owns the agent).
+    """
 
     def __init__(self, config: RLI2ITConfig) -> None:
         super().__init__()
         self.config = config
         self.similarity = SimilarityLoss(config.spatial_dims, config.resolved_ncc_windows, config.resolved_ncc_weights)
         self.diffusion = DiffusionLoss() if config.smoothness == Smoothness.DIFFUSION else None
+        self.gaussian = (
+            GaussianFilter(config.spatial_dims, float(config.similarity_sigma), truncated=3.0)
+            if config.similarity_sigma > 0
+            else None
+        )
+
+    def presmooth(self, image: torch.Tensor) -> torch.Tensor:
+        """Gaussian-smoothed copy ``(B, 1, *spatial)`` (``similarity_sigma``); the image itself when off."""
+        return image if self.gaussian is None else self.gaussian(image)
 
     def smooth(self, ddf: torch.Tensor) -> torch.Tensor:
         if self.diffusion is not None:
@@ -268,13 +296,25 @@ class AuxLoss(nn.Module):
         return offset_l2_smoothness(ddf, offset)
 
     def forward(
-        self, fixed: torch.Tensor, warped: torch.Tensor, ddf: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
+        self,
+        fixed: torch.Tensor,
+        warped: torch.Tensor,
+        ddf: torch.Tensor,
+        mean: torch.Tensor,
+        logvar: torch.Tensor,
+        step: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """Loss terms; ``fixed``/``warped`` are already pre-smoothed, ``step`` = the per-step field (drift)."""
         ncc = self.similarity(fixed, warped)
         smooth = self.smooth(ddf)
         kl = kl_to_standard_normal(mean, logvar)
         total = ncc + self.config.smooth_weight * smooth + self.config.kl_weight * kl
-        return {Keys.AUX: total, Keys.NCC: ncc, Keys.SMOOTH: smooth, Keys.KL: kl}
+        logs = {Keys.AUX: total, Keys.NCC: ncc, Keys.SMOOTH: smooth, Keys.KL: kl}
+        if self.config.drift_weight > 0:
+            drift = drift_penalty(ddf if step is None else step)
+            logs[Keys.AUX] = total + self.config.drift_weight * drift
+            logs[Keys.DRIFT] = drift
+        return logs
 
 
 def aux_loss(agent: RLI2ITAgent, aux: AuxLoss, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -282,18 +322,27 @@ def aux_loss(agent: RLI2ITAgent, aux: AuxLoss, batch: Mapping[str, torch.Tensor]
 
     ``step`` (D7, code): ``u = pi(p~, h(s))`` unclamped, loss on ``(F, M_t o u)`` and ``R(u)``.
     ``accumulated`` (paper): loss on ``(F, I_M o C(u, U_{t-1}))`` and ``R(C(u, U_{t-1}))``.
+    With ``similarity_sigma`` both images are Gaussian-smoothed first (the moving one before the warp);
+    ``identity_weight`` adds ``mean |pi(p~, h([F, F]))|^2`` (the field for an aligned state should be 0).
     """
     cfg, state = agent.config, batch["state"]
     out = agent.policy(state)
     u = agent.decode(out.plan, out.skips)
-    fixed = state[:, :1]
+    fixed = aux.presmooth(state[:, :1])
     if cfg.aux_target == AuxTarget.ACCUMULATED:
         field = compose(u, batch["field"], padding_mode=cfg.field_padding)
-        warped = warp(batch["moving"], field, padding_mode=cfg.image_padding)
+        warped = warp(aux.presmooth(batch["moving"]), field, padding_mode=cfg.image_padding)
     else:
         field = u
-        warped = warp(state[:, 1:], u, padding_mode=cfg.image_padding)
-    return aux(fixed, warped, field, out.mean, out.logvar)
+        warped = warp(aux.presmooth(state[:, 1:]), u, padding_mode=cfg.image_padding)
+    logs = aux(fixed, warped, field, out.mean, out.logvar, step=u)
+    if aux.config.identity_weight > 0:  # fixed-point term: no motion for an aligned state [F, F]
+        aligned = torch.cat([state[:, :1], state[:, :1]], dim=1)
+        same = agent.policy(aligned)
+        identity = agent.decode(same.plan, same.skips).pow(2).mean()
+        logs[Keys.AUX] = logs[Keys.AUX] + aux.config.identity_weight * identity
+        logs[Keys.IDENTITY] = identity
+    return logs
 
 
 # ---- optimiser steps ------------------------------------------------------------------------------------

@@ -29,19 +29,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class PairSet:
-    """Registration pairs in memory: images ``(N, 1, *spatial)`` in [0, 1], int64 labels, pair ids."""
+    """Registration pairs in memory: images ``(N, 1, *spatial)`` in [0, 1], int64 labels, pair ids and
+    optional bool foreground masks ``(N, 1, *spatial)`` (for the masked K-means reward)."""
 
     fixed: torch.Tensor
     moving: torch.Tensor
     fixed_label: torch.Tensor
     moving_label: torch.Tensor
     ids: list[str]
+    fixed_mask: torch.Tensor | None = None
+    moving_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.fixed.shape[0]
 
     def select(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.fixed[index], self.moving[index], self.fixed_label[index], self.moving_label[index]
+        """``(fixed, moving, fixed_label, moving_label[, fixed_mask, moving_mask])`` of the indexed pairs."""
+        pair = (self.fixed[index], self.moving[index], self.fixed_label[index], self.moving_label[index])
+        if self.fixed_mask is None or self.moving_mask is None:
+            return pair
+        return (*pair, self.fixed_mask[index], self.moving_mask[index])
 
 
 def load_pairs(
@@ -50,14 +57,21 @@ def load_pairs(
     spatial_dims: int,
     model_size: Sequence[int],
     data_root: str | Path | None = None,
+    masks: bool = False,
 ) -> PairSet:
     """Read a registration manifest split through ``registration_preprocessing`` (images to [0, 1],
     labels as integers, both padded/cropped to ``model_size``).
 
+    With ``masks=True`` the ``fixed_mask``/``moving_mask`` columns are loaded too (non-zero = foreground),
+    checked to lie on their image's voxel grid (shape and affine) before the common pad/crop, and returned
+    as bool tensors.
+
     Raises:
-        Medi2iInputError: a missing manifest, unreadable files or an empty split.
+        Medi2iInputError: a missing manifest, unreadable files, an empty split, missing mask columns or a
+            mask on a different grid than its image.
     """
     from medi2i.data.manifest import read_manifest
+    from medi2i.data.slices import model_size_transform
     from medi2i.data.transforms import registration_preprocessing
     from medi2i.errors import Medi2iInputError
 
@@ -65,11 +79,23 @@ def load_pairs(
     rows = read_manifest(manifest, Path(data_root) if data_root else manifest.parent, kind="registration", split=split)
     if not rows:
         raise Medi2iInputError("no registration pairs", path=manifest, field="split", found=split)
-    keys = ("fixed", "moving", "fixed_label", "moving_label")
-    transform = registration_preprocessing(
-        label_keys=keys[2:], spatial_dims=spatial_dims, model_size=tuple(int(s) for s in model_size)
-    )
-    items = [transform({k: row[k] for k in keys}) for row in rows]
+    keys: tuple[str, ...] = ("fixed", "moving", "fixed_label", "moving_label")
+    if masks:
+        keys = keys + ("fixed_mask", "moving_mask")
+        for row in rows:
+            for key in keys[4:]:
+                if not row.get(key):
+                    raise Medi2iInputError(
+                        "masks=True needs a mask for every pair", path=manifest, field=key, found=row.get("pair_id")
+                    )
+    load = registration_preprocessing(label_keys=keys[2:], spatial_dims=spatial_dims)
+    size = model_size_transform(list(keys), tuple(int(s) for s in model_size), background=0.0)
+    items = []
+    for row in rows:
+        item = load({k: row[k] for k in keys})
+        for key in keys[4:]:
+            _check_same_grid(item[key], item[key.replace("_mask", "")], row[key], key)
+        items.append(size(item))
     stack = {k: torch.stack([torch.as_tensor(item[k]).as_subclass(torch.Tensor) for item in items]) for k in keys}
     return PairSet(
         stack["fixed"].float(),
@@ -77,7 +103,74 @@ def load_pairs(
         stack["fixed_label"].long(),
         stack["moving_label"].long(),
         [str(row["pair_id"]) for row in rows],
+        stack["fixed_mask"] != 0 if masks else None,
+        stack["moving_mask"] != 0 if masks else None,
     )
+
+
+def all_ordered_pairs(pairs: PairSet) -> PairSet:
+    """Every ordered pair ``(a, b)``, ``a != b``, of the distinct subjects found in ``pairs`` (data augmentation).
+
+    Subjects are the distinct (image, label[, mask]) entries among the fixed and moving sides (compared by
+    value), so a ring of N pairs over N subjects becomes N (N - 1) pairs; ids are ``"<i>_<j>"`` of the
+    subjects' first occurrences (``"<pair id>:fixed"`` / ``"<pair id>:moving"``).
+
+    Example:
+        >>> a, b, c = (torch.full((1, 1, 2, 2), v) for v in (0.1, 0.2, 0.3))
+        >>> ring = PairSet(torch.cat([a, b, c]), torch.cat([b, c, a]), torch.zeros(3, 1, 2, 2, dtype=torch.long),
+        ...                torch.zeros(3, 1, 2, 2, dtype=torch.long), ["ab", "bc", "ca"])
+        >>> len(all_ordered_pairs(ring))
+        6
+    """
+    sides = [("fixed", "fixed_label", "fixed_mask"), ("moving", "moving_label", "moving_mask")]
+    has_masks = pairs.fixed_mask is not None and pairs.moving_mask is not None
+    subjects: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, str]] = []
+    for i in range(len(pairs)):
+        for side, (img_key, lab_key, mask_key) in zip(("fixed", "moving"), sides, strict=True):
+            image, label = getattr(pairs, img_key)[i], getattr(pairs, lab_key)[i]
+            mask = getattr(pairs, mask_key)[i] if has_masks else None
+            if not any(torch.equal(image, s[0]) and torch.equal(label, s[1]) for s in subjects):
+                subjects.append((image, label, mask, f"{pairs.ids[i]}:{side}"))
+    index = [(a, b) for a in range(len(subjects)) for b in range(len(subjects)) if a != b]
+    if not index:
+        raise ValueError("all_ordered_pairs needs at least 2 distinct subjects")
+
+    def stack(part: int, which: int) -> torch.Tensor:
+        return torch.stack([subjects[pair[which]][part] for pair in index])  # type: ignore[misc]
+
+    return PairSet(
+        stack(0, 0),
+        stack(0, 1),
+        stack(1, 0),
+        stack(1, 1),
+        [f"{subjects[a][3]}_{subjects[b][3]}" for a, b in index],
+        stack(2, 0) if has_masks else None,
+        stack(2, 1) if has_masks else None,
+    )
+
+
+def _check_same_grid(mask: torch.Tensor, image: torch.Tensor, path: str | Path, key: str) -> None:
+    """Raise ``Medi2iInputError`` unless ``mask`` has its image's shape and (when known) affine."""
+    from medi2i.errors import Medi2iInputError
+
+    if tuple(mask.shape) != tuple(image.shape):
+        raise Medi2iInputError(
+            "the mask is not on its image's voxel grid",
+            path=path,
+            field=key,
+            found=tuple(mask.shape[1:]),
+            expected=tuple(image.shape[1:]),
+        )
+    affine_m, affine_i = getattr(mask, "affine", None), getattr(image, "affine", None)
+    if affine_m is not None and affine_i is not None:
+        if not torch.allclose(torch.as_tensor(affine_m).double(), torch.as_tensor(affine_i).double(), atol=1e-3):
+            raise Medi2iInputError(
+                "the mask is not on its image's voxel grid (different affine)",
+                path=path,
+                field=key,
+                found=torch.as_tensor(affine_m).tolist(),
+                expected=torch.as_tensor(affine_i).tolist(),
+            )
 
 
 class PairSampler:

@@ -22,6 +22,7 @@ TINY_RL = {
     "config#train_steps": 2,
     "config#test_steps": 3,
     "config#batch_size": 2,
+    "config#test_stop": "none",  # the overlay's similarity guard would stop an untrained agent at step 0
 }
 
 
