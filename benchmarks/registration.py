@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ from medi2i.registration.config import RLI2ITConfig
 from medi2i.registration.inference import register
 from medi2i.registration.learner import RLI2ITLearner
 from medi2i.registration.networks import count_parameters
-from medi2i.registration.trainer import PairSet, load_pairs
+from medi2i.registration.trainer import PairSet, all_ordered_pairs, load_pairs
 
 LABELS = (1, 2, 3)  # CSF, GM, WM
 
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=20, help="RL-I2IT steps per training episode")
     parser.add_argument("--rl-options", default=None, help="JSON object of RLI2ITConfig overrides")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--all-pairs", action="store_true", help="train on all ordered pairs of the train subjects (demo_cpu.json)"
+    )
     args = parser.parse_args(argv)
     options = rl_options(args.rl_options)
     if args.threads:
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = demo_manifest(f"registration_{args.dims}d", out=demo)
     size = (96, 128) if args.dims == 2 else (96, 128, 96)
     train = load_pairs(manifest, "train", args.dims, size)
+    if args.all_pairs:
+        train = all_ordered_pairs(train)
     evaluation = _concat(load_pairs(manifest, "val", args.dims, size), load_pairs(manifest, "test", args.dims, size))
     # a faster cadence than the code's (1 update per 8 steps after 100 episodes) for CPU-sized budgets (D13)
     settings = dict(
@@ -205,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         track_ssim=False,
     ).dice.mean(0)
 
-    command = "python benchmarks/registration.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    pair_source = "all ordered pairs of the training subjects" if args.all_pairs else "the manifest train split"
+    command = shlex.join(["python", "benchmarks/registration.py", *(sys.argv[1:] if argv is None else argv)])
     memory_kind = "CUDA allocator peak" if device.type == "cuda" else "RSS growth in this process (order dependent)"
     lines = [
         f"# Registration benchmark ({args.dims}D demo cohort, {len(train)} training / "
@@ -217,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Images {'x'.join(map(str, size))}. RL-I2IT ({args.network}, {args.train_steps} steps per episode): "
         f"{args.episodes} episodes ({rl_train:.0f} s), reward labels {args.reward_labels}, config overrides "
-        f"{json.dumps(options) if options else 'none'}; VoxelMorph: {args.vm_iterations} iterations "
+        f"{json.dumps(options) if options else 'none'}, training pairs "
+        f"{pair_source}; VoxelMorph: {args.vm_iterations} iterations "
         f"({vm_train:.0f} s). Seed {args.seed}. Per pair: batch 1, after one untimed warm-up call; peak MB: "
         f"{memory_kind}; x VM: seconds per pair / one VoxelMorph forward (target <= 10 for RL-I2IT t=20).",
         "",
