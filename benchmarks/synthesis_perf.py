@@ -602,11 +602,7 @@ def write_table(path: Path, args: argparse.Namespace, device: torch.device, tr: 
 
 
 # ---------------------------------------------------------------------------------------------------------- main
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
+_positive_int = _synthesis_bench._positive_int  # argparse type: integer >= 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
