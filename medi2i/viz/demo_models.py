@@ -18,7 +18,7 @@ registration) together with the label Dice at every step, on the fixed grid.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,33 +39,37 @@ __all__ = ["BUNDLES", "DemoModel", "bundle_model", "find_bundle", "registration_
 
 @dataclass(frozen=True)
 class _BundleRecipe:
-    """How to train a tiny model with a bundle's own configs: the overrides that shorten the run."""
+    """How to train a tiny model with a bundle's own configs: ``overrides(n)`` shortens the run to ``n``
+    iterations/episodes (keys not returned keep the overlay's value)."""
 
     method: str
     unit: str
-    overrides: Mapping[str, Any]
+    overrides: Callable[[int], dict[str, Any]]
     run: tuple[str, ...]
     logs: str  # TensorBoard folder relative to the bundle root / the tiny run's folder
 
 
-# ``"{n}"`` is the requested number of iterations/episodes, ``"{n/5}"`` a fifth of it (at least 1); keys not
-# listed keep the overlay's value.
 BUNDLES: dict[str, _BundleRecipe] = {
     "bidpm": _BundleRecipe(
         method="Bi-DPM",
         unit="iterations",
-        overrides={"iterations_per_epoch": "{n}", "max_epochs": 1, "val_interval": "{n}", "val_slices_per_subject": 2},
+        overrides=lambda n: {
+            "iterations_per_epoch": n,
+            "max_epochs": 1,
+            "val_interval": n,
+            "val_slices_per_subject": 2,
+        },
         run=("$@train::trainer.run()",),
         logs="runs",
     ),
     "rl_i2it": _BundleRecipe(
         method="RL-I2IT",
         unit="episodes",
-        overrides={
-            "max_episodes": "{n}",
-            "val_interval": "{n}",
-            "checkpoint_interval": "{n}",
-            "log_interval": "{n/5}",
+        overrides=lambda n: {
+            "max_episodes": n,
+            "val_interval": n,
+            "checkpoint_interval": n,
+            "log_interval": max(1, n // 5),
         },
         run=("$@agent_saver.attach(@trainer)", "$@trainer.fit(@max_episodes)"),
         logs="models/tensorboard",
@@ -157,8 +161,7 @@ def bundle_model(
 def _train_tiny(bundle: Path, work: Path, recipe: _BundleRecipe, n: int, extra: dict[str, Any]) -> None:
     from monai.bundle import ConfigWorkflow
 
-    values = {"{n}": n, "{n/5}": max(1, n // 5)}
-    settings = {k: values.get(v, v) if isinstance(v, str) else v for k, v in recipe.overrides.items()}
+    settings = recipe.overrides(n)
     settings.update(
         bundle_root=str(bundle.resolve()),
         ckpt_dir=str(work / "models"),
