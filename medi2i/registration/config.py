@@ -192,8 +192,21 @@ class RLI2ITConfig:
     """Polyak rate of the target critics (targets start as hard copies)."""
     twin_critics: bool = True
     """D4: two critics with ``min`` (code / SAC); ``False`` = the paper's single Q."""
+    critic_hidden: tuple[int, ...] = ()
+    """Extension (not in the paper or code): widths of hidden layers between the critic's concatenated
+    ``[f(s), p]`` and its output. ``()`` = the code's head ``Linear(LeakyReLU([f(s), p]))``, which is additive
+    in state and plan: ``dQ/dp_i = v_i`` or ``0.1 v_i`` (the sign of ``p_i`` only), the same for every state,
+    so the planner's SAC gradient pushes all plans along one fixed direction and cannot say which plan
+    suits which state. Hidden layers (e.g. ``(64, 64)``, the standard SAC MLP critic) let Q model the
+    state-plan interaction."""
     log_alpha_init: float = -1.0
-    """Initial ``log alpha`` (alpha ~ 0.37)."""
+    """Initial ``log alpha`` (alpha ~ 0.37, code). The soft target adds ``-alpha log kappa`` at every step, about
+    ``alpha * 1.42 d`` for a plan with sigma ~ 1 (d = 24: ~12 per step at 0.37) against rewards of ``100 dDice``
+    ~ +-1 per step, and the planner's ``alpha log kappa`` term raises sigma (2.1 of at most 2.7, against 1.0 at
+    alpha 0.0025). alpha falls only as fast as ``lr_alpha`` allows (code 4e-5: ~1e5 updates). On short (CPU)
+    budgets Q then measures the entropy, not the Dice: on the 2D demo benchmark (200 episodes) Q grew to 37
+    while episodes returned about -10, and the agent stayed at the identity. -6 (alpha ~ 0.0025) keeps the
+    bonus below the reward; the demo overlay and the committed ``benchmarks/registration.py`` runs use it."""
     target_entropy: float | None = None
     """Target entropy H_target; ``None`` = ``-d / 4`` with d the resolved plan dimension (-16 for d = 64, code)."""
     auto_alpha: bool = True
@@ -301,6 +314,8 @@ class RLI2ITConfig:
             raise ValueError(f"channels must be positive widths, got {self.channels}")
         if self.plan_dim < 1:
             raise ValueError(f"plan_dim must be >= 1, got {self.plan_dim}")
+        if any(int(h) < 1 for h in self.critic_hidden):
+            raise ValueError(f"critic_hidden must be positive widths, got {self.critic_hidden}")
         if not self.logvar_min < self.logvar_max:
             raise ValueError(f"logvar_min must be < logvar_max, got {self.logvar_min}, {self.logvar_max}")
         if self.kmeans_clusters < 2:

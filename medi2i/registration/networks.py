@@ -252,6 +252,9 @@ class Actor(nn.Module):
 class Critic(_Checks):
     """Q_theta(s, p): k4s2 state encoder -> d-vector, concat plan, LeakyReLU, Linear -> ``(B,)``.
 
+    ``hidden`` inserts ``Linear(., h) + LeakyReLU`` layers before the output (config ``critic_hidden``);
+    without them (the code) Q is a sum of a state term and a plan term, so ``dQ/dp`` ignores the state.
+
     Example:
         >>> critic = Critic(2, (32, 32), channels=(8, 16, 16), plan_dim=16)
         >>> tuple(critic(torch.rand(3, 2, 32, 32), torch.randn(3, 16)).shape)
@@ -264,6 +267,7 @@ class Critic(_Checks):
         image_size: Sequence[int],
         channels: Sequence[int] = (16, 32, 32, 64, 64),
         plan_dim: int = 64,
+        hidden: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.spatial_dims = spatial_dims
@@ -275,7 +279,12 @@ class Critic(_Checks):
             layers += [_conv(spatial_dims, widths[i], widths[i + 1], 4, 2, 1), nn.LeakyReLU(_SLOPE)]
         layers.append(_conv(spatial_dims, channels[-1], plan_dim, bottleneck, 1, 0))
         self.encoder = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.LeakyReLU(_SLOPE), nn.Linear(2 * plan_dim, 1))
+        head: list[nn.Module] = [nn.LeakyReLU(_SLOPE)]
+        width = 2 * plan_dim
+        for h in hidden:
+            head += [nn.Linear(width, int(h)), nn.LeakyReLU(_SLOPE)]
+            width = int(h)
+        self.head = nn.Sequential(*head, nn.Linear(width, 1))
 
     def forward(self, state: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
         self._check_state(state)

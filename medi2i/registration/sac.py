@@ -97,7 +97,9 @@ class RLI2ITAgent(nn.Module):
         self.planner = Planner(nd, image_size, arch.channels, arch.plan_dim, config.logvar_min, config.logvar_max)
         self.actor = Actor(nd, self.planner.bottleneck, arch.channels, arch.decoder_channels, arch.plan_dim)
         n_critics = 2 if config.twin_critics else 1
-        self.critics = nn.ModuleList(Critic(nd, image_size, arch.channels, arch.plan_dim) for _ in range(n_critics))
+        self.critics = nn.ModuleList(
+            Critic(nd, image_size, arch.channels, arch.plan_dim, config.critic_hidden) for _ in range(n_critics)
+        )
         self.targets = copy.deepcopy(self.critics)  # targets start as hard copies
         self.targets.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(float(config.log_alpha_init)), requires_grad=config.auto_alpha)
@@ -173,11 +175,16 @@ def _frozen(module: nn.Module) -> Iterator[None]:
 # ---- losses ---------------------------------------------------------------------------------------------
 
 
-def critic_loss(agent: RLI2ITAgent, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def critic_loss(
+    agent: RLI2ITAgent, batch: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """Soft Bellman residual, twin Q (digest section 3.1; D4).
 
     ``y = r + gamma (1 - d) [min_i Q_bar_i(s', p') - alpha log kappa(p'|s')]``, ``p' ~ kappa(.|s')``;
-    ``L_Q = sum_i mean (Q_i(s, p) - y)^2``. Returns ``(L_Q, [per-critic losses])``.
+    ``L_Q = sum_i mean (Q_i(s, p) - y)^2``. Returns ``(L_Q, [per-critic losses], mean Q_1)`` (the last detached).
+    The entropy bonus ``-alpha log kappa`` enters ``y`` at every step: with a d-dimensional plan it is about
+    ``alpha * d * 1.4`` nats (33 for d = 24, sigma ~ 1), which at alpha ~ 0.3 outweighs a reward of a few units
+    per step, so ``charts/q_mean`` then grows with the entropy, not the Dice (see ``log_alpha_init``).
     """
     cfg, weight = agent.config, batch["weight"]
     with torch.no_grad():
@@ -185,8 +192,9 @@ def critic_loss(agent: RLI2ITAgent, batch: Mapping[str, torch.Tensor]) -> tuple[
         q_next = torch.stack(agent.q_values(batch["next_state"], nxt.plan, target=True)).min(dim=0).values
         soft_v = q_next - agent.alpha() * nxt.log_prob()
         y = batch["reward"] + cfg.gamma * (1.0 - batch["done"].float()) * soft_v
-    per = [_wmean((q - y) ** 2, weight) for q in agent.q_values(batch["state"], batch["plan"])]
-    return torch.stack(per).sum(), per
+    qs = agent.q_values(batch["state"], batch["plan"])
+    per = [_wmean((q - y) ** 2, weight) for q in qs]
+    return torch.stack(per).sum(), per, _wmean(qs[0], weight).detach()
 
 
 def planner_loss(agent: RLI2ITAgent, out: Plan, state: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -356,9 +364,9 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 def critic_step(agent: RLI2ITAgent, optimizers: Mapping[str, torch.optim.Optimizer], batch) -> dict:
     """Update the online critics only."""
-    loss, per = critic_loss(agent, batch)
+    loss, per, q_mean = critic_loss(agent, batch)
     _step(optimizers["critic"], loss)
-    logs = {Keys.QF: loss.detach(), Keys.QF1: per[0].detach()}
+    logs = {Keys.QF: loss.detach(), Keys.QF1: per[0].detach(), Keys.Q_MEAN: q_mean}
     if len(per) > 1:
         logs[Keys.QF2] = per[1].detach()
     return logs

@@ -34,8 +34,10 @@ def test_main_writes_every_row_with_ratio_and_memory(bench, tmp_path):
     out = tmp_path / "registration.md"
     argv = ["--dims", "2", "--episodes", "2", "--vm-iterations", "2", "--train-steps", "2", "--threads", "1"]
     argv += ["--demo-dir", str(demo), "--rl-options", '{"kmeans_clusters": 3, "ncc_windows": [9]}', "--out", str(out)]
-    assert bench.main(argv) == 0
+    assert bench.main([*argv, "--eval-all-pairs"]) == 0
     text = out.read_text()
+    assert "6 training / 12 evaluation pairs" in text  # the 4 val + test subjects, every ordered pair
+    assert "evaluation pairs all ordered pairs of the val + test subjects" in text
     assert "Command: `python benchmarks/registration.py --dims 2" in text and '"ncc_windows": [9]' in text
     identity = _cells(text, "identity")
     assert float(identity[1]) > 0.3 and identity[7] == "-"  # Dice of the unregistered pairs, no ratio

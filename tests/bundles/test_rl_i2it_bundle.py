@@ -86,7 +86,7 @@ def test_demo_training_writes_agent_and_checkpoints(trained) -> None:
 
     agent = load_agent(root, device="cpu")  # the bundle folder resolves to models/model.pt
     assert agent.image_size == (32, 32) and agent.config.test_steps == 2
-    assert agent.config.channels == (8, 16, 16)
+    assert agent.config.network == "vm_budget" and agent.config.log_alpha_init == -6.0  # the overlay's settings
     # the file holds one of the trained agent's snapshots: the best-validation one, written by AgentSaver
     assert math.isfinite(trainer.state.metrics["val_dice"])
 

@@ -121,3 +121,36 @@ def test_illegal_configs_raise():
             RLI2ITConfig(**bad)
     with pytest.raises(ValueError, match="image_size"):
         RLI2ITAgent(smoke_config(), (32, 32, 32))
+
+
+def _plan_gradient(critic: Critic, state: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
+    plan = plan.clone().requires_grad_(True)
+    critic(state, plan).sum().backward()
+    return plan.grad
+
+
+def test_code_critic_plan_gradient_ignores_the_state():
+    # Q = v . LeakyReLU([f(s), p]) + b: dQ/dp depends on the sign of p only, never on s
+    torch.manual_seed(0)
+    critic = Critic(2, (32, 32), channels=(8, 16, 16), plan_dim=16)
+    plan = torch.randn(1, 16).expand(3, 16)
+    grads = _plan_gradient(critic, torch.rand(3, 2, 32, 32), plan)
+    torch.testing.assert_close(grads[0], grads[1])
+    torch.testing.assert_close(grads[0], grads[2])
+
+
+def test_hidden_critic_plan_gradient_depends_on_the_state():
+    torch.manual_seed(0)
+    critic = Critic(2, (32, 32), channels=(8, 16, 16), plan_dim=16, hidden=(32, 32))
+    assert [m.out_features for m in critic.head if isinstance(m, torch.nn.Linear)] == [32, 32, 1]
+    plan = torch.randn(1, 16).expand(3, 16)
+    x = 100 * torch.randn(1, 2, 32, 32)  # bias-free encoder: f(-x) flips the hidden activation pattern
+    grads = _plan_gradient(critic, torch.cat([x, -x, torch.zeros_like(x)]), plan)
+    assert (grads[0] - grads[1]).abs().max() > 0.1 * grads.abs().max()
+    agent = RLI2ITAgent(smoke_config(critic_hidden=(32,)), (32, 32))
+    assert count_parameters(agent.critics[0]) == 10_529 - 33 + (32 * 32 + 32) + 33
+
+
+def test_critic_hidden_is_validated():
+    with pytest.raises(ValueError, match="critic_hidden"):
+        RLI2ITConfig(critic_hidden=(0,))

@@ -108,7 +108,7 @@ def test_done_masks_the_bootstrap(setup):
     _, agent, _, _ = setup
     batch = _batch()
     batch["done"] = torch.ones(4, dtype=torch.bool)
-    loss, per = critic_loss(agent, batch)
+    loss, per, _ = critic_loss(agent, batch)
     with torch.no_grad():
         q = agent.q_values(batch["state"], batch["plan"])
     expected = [((qi - batch["reward"]) ** 2).mean() for qi in q]  # y = r exactly
