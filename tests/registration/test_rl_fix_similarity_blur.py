@@ -77,17 +77,22 @@ def _aux_batch(size: int = 32):
     }
 
 
-@pytest.mark.parametrize("target", ["step", "accumulated"])
-def test_drift_weight_adds_the_penalty_to_the_aux_loss(target):
+def _aux_with_and_without(cfg, weight_field: str):
+    """Auxiliary-loss logs of one agent and batch with ``cfg`` and with ``weight_field`` set to 0 (same plan noise)."""
     batch = _aux_batch()
-    cfg = smoke_config(aux_target=target, drift_weight=5.0)
     torch.manual_seed(0)
     agent = RLI2ITAgent(cfg, (32, 32))
     with torch.no_grad():
         torch.manual_seed(1)
         logs = aux_loss(agent, AuxLoss(cfg), batch)
         torch.manual_seed(1)
-        plain = aux_loss(agent, AuxLoss(cfg.replace(drift_weight=0.0)), batch)
+        plain = aux_loss(agent, AuxLoss(cfg.replace(**{weight_field: 0.0})), batch)
+    return logs, plain
+
+
+@pytest.mark.parametrize("target", ["step", "accumulated"])
+def test_drift_weight_adds_the_penalty_to_the_aux_loss(target):
+    logs, plain = _aux_with_and_without(smoke_config(aux_target=target, drift_weight=5.0), "drift_weight")
     assert "losses/drift" in logs and "losses/drift" not in plain
     assert float(logs["losses/aux_loss"]) == pytest.approx(
         float(plain["losses/aux_loss"]) + 5.0 * float(logs["losses/drift"]), rel=1e-5
@@ -124,15 +129,7 @@ def test_config_rejects_negative_weights(changes):
 
 
 def test_identity_weight_adds_the_fixed_point_term():
-    batch = _aux_batch()
-    cfg = smoke_config(aux_target="accumulated", identity_weight=3.0)
-    torch.manual_seed(0)
-    agent = RLI2ITAgent(cfg, (32, 32))
-    with torch.no_grad():
-        torch.manual_seed(1)
-        logs = aux_loss(agent, AuxLoss(cfg), batch)
-        torch.manual_seed(1)
-        plain = aux_loss(agent, AuxLoss(cfg.replace(identity_weight=0.0)), batch)
+    logs, plain = _aux_with_and_without(smoke_config(aux_target="accumulated", identity_weight=3.0), "identity_weight")
     assert "losses/identity" in logs and "losses/identity" not in plain
     assert float(logs["losses/aux_loss"]) == pytest.approx(
         float(plain["losses/aux_loss"]) + 3.0 * float(logs["losses/identity"]), rel=1e-5
