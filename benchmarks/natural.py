@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -59,6 +58,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
+from _bench_common import machine  # noqa: E402
 
 ADVERSARIAL = ("cyclegan", "cut", "fastcut", "sincut", "spade", "sae", "rabit")
 STYLE = ("dtp", "nst")
@@ -467,25 +469,6 @@ def run_one(name: str, args: argparse.Namespace, baseline: bool) -> dict[str, An
 
 
 # ----------------------------------------------------------------------------------------------- report
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = f"{cpu}, {os.cpu_count()} logical cores (torch threads {torch.get_num_threads()})"
-    if device.type == "cuda":
-        text += f", GPU {torch.cuda.get_device_name(device)}"
-    try:
-        import monai
-
-        extra = f", monai {monai.__version__}"
-    except ImportError:  # pragma: no cover
-        extra = ""
-    return f"{text}; Python {platform.python_version()}, torch {torch.__version__}{extra}"
-
-
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 

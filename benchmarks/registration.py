@@ -1,4 +1,4 @@
-"""Registration benchmark: RL-I2IT (t = 1, 10, 20) vs VoxelMorph vs identity on demo-cohort pairs.
+"""Registration benchmark: RL-I2IT (t = 1, 10, 20) vs VoxelMorph vs identity (vs ANTs SyN) on demo-cohort pairs.
 
 Protocol: the demo cohort's registration manifest (``registration_2d`` or ``registration_3d``); training
 pairs = ``train`` split, evaluation pairs = ``val`` + ``test``. Images through ``registration_preprocessing``
@@ -11,6 +11,8 @@ one RL-I2IT registration <= 10x one VoxelMorph forward) and peak memory (CUDA al
 resident-set growth during the method's registrations, in this process, so it depends on run order), plus the
 RL-I2IT Dice over steps. Training budgets are tiny by default (CPU); say so when quoting numbers.
 ``--rl-options '{"kmeans_mask": true}'`` overrides any :class:`RLI2ITConfig` field (e.g. the demo overlay's).
+``--methods`` picks the rows (``ants`` adds ANTs ``--ants-transform``, default ``SyN``, through antspyx, which
+lives in its own environment); ``--downsample 2`` shrinks every axis (a CPU-sized 3D run at 4 mm).
 
 Usage::
 
@@ -21,8 +23,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -34,6 +36,7 @@ import torch
 
 from medi2i.data.demo import demo_manifest
 from medi2i.metrics import registration_metrics
+from medi2i.registration.ants_syn import TRANSFORMS, ants_unavailable, register_ants
 from medi2i.registration.baselines import VoxelMorphBaseline, register_identity, register_voxelmorph, train_voxelmorph
 from medi2i.registration.config import RLI2ITConfig
 from medi2i.registration.inference import register
@@ -41,23 +44,11 @@ from medi2i.registration.learner import RLI2ITLearner
 from medi2i.registration.networks import count_parameters
 from medi2i.registration.trainer import PairSet, all_ordered_pairs, load_pairs
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
+from _bench_common import PeakMemory, machine  # noqa: E402
+
 LABELS = (1, 2, 3)  # CSF, GM, WM
-
-
-def _load_sibling(name: str):
-    """Import ``benchmarks/<name>.py`` (the folder is not a package) for its shared helpers."""
-    module_name = f"_medi2i_bench_{name}_for_registration"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module  # its dataclasses need the module registered
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-_synthesis_bench = _load_sibling("synthesis")
-PeakMemory = _synthesis_bench.PeakMemory  # CUDA allocator peak or sampled RSS growth (CPU)
-machine = _synthesis_bench.machine
+METHODS = ("identity", "voxelmorph", "rl-i2it", "ants")
 
 
 def rl_options(text: str | None) -> dict:
@@ -80,6 +71,35 @@ def _concat(a: PairSet, b: PairSet) -> PairSet:
         torch.cat([a.fixed_label, b.fixed_label]),
         torch.cat([a.moving_label, b.moving_label]),
         a.ids + b.ids,
+    )
+
+
+def downsample_pairs(pairs: PairSet, factor: int, multiple: int = 32) -> PairSet:
+    """Shrink every spatial axis by ``factor`` (images: mean over ``factor``-wide blocks; labels: every
+    ``factor``-th voxel, so values stay integer) and zero-pad each axis symmetrically to a multiple of
+    ``multiple`` (the networks' 2**levels). ``factor`` 1 returns ``pairs`` unchanged.
+
+    Shapes: (N, 1, *S) -> (N, 1, *S') with ``S'_k = ceil(S_k / factor / multiple) * multiple``.
+    """
+    if factor == 1:
+        return pairs
+    dims = pairs.fixed.ndim - 2
+    pool = torch.nn.functional.avg_pool2d if dims == 2 else torch.nn.functional.avg_pool3d
+    shape = [s // factor for s in pairs.fixed.shape[2:]]
+    target = [-(-s // multiple) * multiple for s in shape]
+    pad: list[int] = []
+    for s, t in reversed(list(zip(shape, target, strict=True))):
+        pad += [(t - s) // 2, t - s - (t - s) // 2]
+    crop = (slice(None), slice(None), *(slice(0, s * factor, factor) for s in shape))
+
+    def image(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(pool(x, factor), pad)
+
+    def label(y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(y[crop], pad)
+
+    return PairSet(
+        image(pairs.fixed), image(pairs.moving), label(pairs.fixed_label), label(pairs.moving_label), pairs.ids
     )
 
 
@@ -128,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rl-options", default=None, help="JSON object of RLI2ITConfig overrides")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--downsample",
+        type=int,
+        default=1,
+        help="shrink the images by this factor per axis before everything (e.g. 2 for a CPU-sized 3D run at 4 mm)",
+    )
+    parser.add_argument(
         "--all-pairs", action="store_true", help="train on all ordered pairs of the train subjects (demo_cpu.json)"
     )
     parser.add_argument(
@@ -136,19 +162,35 @@ def main(argv: list[str] | None = None) -> int:
         help="evaluate on all ordered pairs of the val + test subjects (12 held-out pairs on the demo) instead of "
         "the manifest's val and test pairs (2)",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=["identity", "voxelmorph", "rl-i2it"],
+        help="rows to train and score; 'ants' needs antspyx (its own environment, see benchmarks/README.md)",
+    )
+    parser.add_argument("--ants-transform", choices=TRANSFORMS, default="SyN", help="ANTs type_of_transform")
     args = parser.parse_args(argv)
     options = rl_options(args.rl_options)
+    methods = set(args.methods)
+    if "ants" in methods and (reason := ants_unavailable()):
+        raise SystemExit(f"--methods ants: {reason}")
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # ANTs
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     demo = args.demo_dir or Path(tempfile.mkdtemp(prefix="medi2i_demo_"))
     manifest = demo_manifest(f"registration_{args.dims}d", out=demo)
     size = (96, 128) if args.dims == 2 else (96, 128, 96)
-    train = load_pairs(manifest, "train", args.dims, size)
+    train = downsample_pairs(load_pairs(manifest, "train", args.dims, size), args.downsample)
     if args.all_pairs:
         train = all_ordered_pairs(train)
-    evaluation = _concat(load_pairs(manifest, "val", args.dims, size), load_pairs(manifest, "test", args.dims, size))
+    evaluation = downsample_pairs(
+        _concat(load_pairs(manifest, "val", args.dims, size), load_pairs(manifest, "test", args.dims, size)),
+        args.downsample,
+    )
+    size = tuple(train.fixed.shape[2:])
     if args.eval_all_pairs:
         evaluation = all_ordered_pairs(evaluation)
     # a faster cadence than the code's (1 update per 8 steps after 100 episodes) for CPU-sized budgets (D13)
@@ -171,57 +213,84 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings.update(options)
     cfg = RLI2ITConfig(**settings)
-    learner = RLI2ITLearner(cfg, size, device)
+    learner = RLI2ITLearner(cfg, size, device) if "rl-i2it" in methods else None
     sampler = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
-    for _ in range(args.episodes):
+    for _ in range(args.episodes if learner is not None else 0):
         i = torch.randint(0, len(train), (1,), generator=sampler)
         learner.run_episode(*train.select(i))
     rl_train = time.perf_counter() - t0
     vm = VoxelMorphBaseline(args.dims).to(device)
     t0 = time.perf_counter()
-    train_voxelmorph(vm, train.fixed, train.moving, cfg, iterations=args.vm_iterations, batch_size=4)
+    if "voxelmorph" in methods:
+        train_voxelmorph(vm, train.fixed, train.moving, cfg, iterations=args.vm_iterations, batch_size=4)
     vm_train = time.perf_counter() - t0
 
     rows = []
-    ident, _, _ = _timed(
-        lambda i: register_identity(evaluation.fixed[i : i + 1], evaluation.moving[i : i + 1]).ddf, evaluation, device
-    )
-    rows.append(("identity", 0, 0.0, 0.0, _scores(ident, evaluation)))
-    vm.eval()
-    ddf, vm_sec, mb = _timed(
-        lambda i: register_voxelmorph(vm, evaluation.fixed[i : i + 1], evaluation.moving[i : i + 1]).ddf,
-        evaluation,
-        device,
-    )
-    rows.append(("VoxelMorph", count_parameters(vm), vm_sec, mb, _scores(ddf, evaluation)))
-    params = count_parameters(learner.agent.planner) + count_parameters(learner.agent.actor)
-    learner.agent.eval()
-    for steps in (1, 10, 20):
+    vm_sec = 0.0
+    if "identity" in methods:
+        ident, _, _ = _timed(
+            lambda i: register_identity(evaluation.fixed[i : i + 1], evaluation.moving[i : i + 1]).ddf,
+            evaluation,
+            device,
+        )
+        rows.append(("identity", 0, 0.0, 0.0, _scores(ident, evaluation)))
+    if "voxelmorph" in methods:
+        vm.eval()
+        ddf, vm_sec, mb = _timed(
+            lambda i: register_voxelmorph(vm, evaluation.fixed[i : i + 1], evaluation.moving[i : i + 1]).ddf,
+            evaluation,
+            device,
+        )
+        rows.append(("VoxelMorph", count_parameters(vm), vm_sec, mb, _scores(ddf, evaluation)))
+    if "ants" in methods:
         ddf, sec, mb = _timed(
-            lambda i, s=steps: (
-                register(
-                    learner.agent, evaluation.fixed[i : i + 1], evaluation.moving[i : i + 1], steps=s, track_ssim=False
+            lambda i: (
+                register_ants(
+                    evaluation.fixed[i : i + 1],
+                    evaluation.moving[i : i + 1],
+                    transform=args.ants_transform,
+                    seed=args.seed,
                 ).ddf
             ),
             evaluation,
             device,
         )
-        rows.append((f"RL-I2IT t={steps}", params, sec, mb, _scores(ddf, evaluation)))
-    curve = register(
-        learner.agent,
-        evaluation.fixed,
-        evaluation.moving,
-        steps=20,
-        fixed_label=evaluation.fixed_label,
-        moving_label=evaluation.moving_label,
-        label_ids=LABELS,
-        track_ssim=False,
-    ).dice.mean(0)
+        rows.append((f"ANTs {args.ants_transform}", 0, sec, mb, _scores(ddf, evaluation)))
+    curve = None
+    if learner is not None:
+        params = count_parameters(learner.agent.planner) + count_parameters(learner.agent.actor)
+        learner.agent.eval()
+        for steps in (1, 10, 20):
+            ddf, sec, mb = _timed(
+                lambda i, s=steps: (
+                    register(
+                        learner.agent,
+                        evaluation.fixed[i : i + 1],
+                        evaluation.moving[i : i + 1],
+                        steps=s,
+                        track_ssim=False,
+                    ).ddf
+                ),
+                evaluation,
+                device,
+            )
+            rows.append((f"RL-I2IT t={steps}", params, sec, mb, _scores(ddf, evaluation)))
+        curve = register(
+            learner.agent,
+            evaluation.fixed,
+            evaluation.moving,
+            steps=20,
+            fixed_label=evaluation.fixed_label,
+            moving_label=evaluation.moving_label,
+            label_ids=LABELS,
+            track_ssim=False,
+        ).dice.mean(0)
 
     pair_source = "all ordered pairs of the training subjects" if args.all_pairs else "the manifest train split"
     eval_source = "all ordered pairs of the val + test subjects" if args.eval_all_pairs else "the val and test pairs"
     command = shlex.join(["python", "benchmarks/registration.py", *(sys.argv[1:] if argv is None else argv)])
+    shrunk = f" (every axis shrunk {args.downsample}x, then zero-padded)" if args.downsample > 1 else ""
     memory_kind = "CUDA allocator peak" if device.type == "cuda" else "RSS growth in this process (order dependent)"
     lines = [
         f"# Registration benchmark ({args.dims}D demo cohort, {len(train)} training / "
@@ -231,11 +300,21 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `{command}`",
         "",
-        f"Images {'x'.join(map(str, size))}. RL-I2IT ({args.network}, {args.train_steps} steps per episode): "
-        f"{args.episodes} episodes ({rl_train:.0f} s), reward labels {args.reward_labels}, config overrides "
-        f"{json.dumps(options) if options else 'none'}, training pairs "
-        f"{pair_source}, evaluation pairs {eval_source}; VoxelMorph: {args.vm_iterations} iterations "
-        f"({vm_train:.0f} s). Seed {args.seed}. Per pair: batch 1, after one untimed warm-up call; peak MB: "
+        f"Images {'x'.join(map(str, size))}{shrunk}. Training pairs {pair_source}, evaluation pairs {eval_source}. "
+        + (
+            f"RL-I2IT ({args.network}, {args.train_steps} steps per episode): {args.episodes} episodes "
+            f"({rl_train:.0f} s), reward labels {args.reward_labels}, config overrides "
+            f"{json.dumps(options) if options else 'none'}. "
+            if "rl-i2it" in methods
+            else ""
+        )
+        + (f"VoxelMorph: {args.vm_iterations} iterations ({vm_train:.0f} s). " if "voxelmorph" in methods else "")
+        + (
+            f"ANTs {args.ants_transform}: antspyx defaults, per pair on the CPU, including its transform files. "
+            if "ants" in methods
+            else ""
+        )
+        + f"Seed {args.seed}. Per pair: batch 1, after one untimed warm-up call; peak MB: "
         f"{memory_kind}; x VM: seconds per pair / one VoxelMorph forward (target <= 10 for RL-I2IT t=20).",
         "",
         "| method | Dice CSF/GM/WM | HD95 (vox) | folding % | SDlogJ | params | s / pair | x VM | peak MB |",
@@ -247,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {s['dice_mean']:.4f} | {s['hd95_mean']:.2f} | {s['folding_percent']:.3f} | "
             f"{s['sdlogj']:.4f} | {n:,} | {sec:.3f} | {ratio} | {mb:.0f} |"
         )
-    lines += ["", "RL-I2IT Dice over steps (t = 0..20): " + ", ".join(f"{float(v):.4f}" for v in curve), ""]
+    if curve is not None:
+        lines += ["", "RL-I2IT Dice over steps (t = 0..20): " + ", ".join(f"{float(v):.4f}" for v in curve)]
+    lines.append("")
     text = "\n".join(lines)
     print(text)
     if args.out is not None:

@@ -46,11 +46,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,12 +62,14 @@ from medi2i.data.intensity import LinearIntensityMap
 from medi2i.data.manifest import read_manifest
 from medi2i.data.slices import axial_axis, volume_to_slices
 from medi2i.data.transforms import synthesis_preprocessing
-from medi2i.errors import Medi2iInputError
 from medi2i.metrics import CT_RANGE, mae, psnr, ssim, synthrad_metrics
 from medi2i.synthesis import SynthesisMethod, build_method
 from medi2i.synthesis.bidpm import BiDPM
 from medi2i.synthesis.losses import PairedL1, paired_metric
 from medi2i.synthesis.networks import PAPER_UNET, TINY_UNET, VelocityUNet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
+from _bench_common import PeakMemory, lpips_unavailable, machine, positive_int, synchronize  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -202,51 +201,6 @@ def make_method(config: dict, network: nn.Module) -> SynthesisMethod:
     return build_method(config, network=network)
 
 
-def lpips_unavailable() -> str | None:
-    """``None`` when the local LPIPS-VGG weights load, else the reason (the weights module's error message)."""
-    try:
-        paired_metric("lpips", lpips_pretrained=True)
-    except Medi2iInputError as error:
-        return " ".join(str(error).split())
-    return None
-
-
-class PeakMemory:
-    """Peak memory of a block: CUDA allocator peak, or sampled RSS above the starting level (CPU)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.peak_mb = device, 0.0
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return self
-        self._base, self._peak, self._stop = self._rss(), self._rss(), threading.Event()
-
-        def sample() -> None:
-            while not self._stop.wait(0.005):
-                self._peak = max(self._peak, self._rss())
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-            return
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self._peak, self._rss()) / 2**20 - self._base / 2**20
-
-
 def _memory_probe(config: dict, network_kwargs: dict, shape: tuple, batch: int, pairing: float, queue=None) -> float:
     """Peak RSS growth (MB) over 3 training steps on random data (in a child process: a fresh allocator)."""
     torch.set_num_threads(1)
@@ -287,11 +241,6 @@ def cpu_peak_memory(config: dict, network_kwargs: dict, shape: tuple, batch: int
 def autocast(device: torch.device, bf16: bool):
     # bf16 autocast only on CUDA (ARCHITECTURE.md: AMP only where it is safe)
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, modality: str) -> dict[str, float]:
@@ -450,21 +399,6 @@ def plan(args, lpips_reason: str | None) -> tuple[list[Run], list[str]]:
     return runs, sorted(set(skipped), key=skipped.index)
 
 
-def machine(device: torch.device) -> str:
-    import monai
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = f"{cpu}, {os.cpu_count()} logical cores (torch threads {torch.get_num_threads()})"
-    if device.type == "cuda":
-        text += f", GPU {torch.cuda.get_device_name(device)}"
-    return f"{text}; Python {platform.python_version()}, torch {torch.__version__}, monai {monai.__version__}"
-
-
 def aggregate(rows: list[dict]) -> list[dict]:
     """Group the per-seed rows by (budget, pairing, method, NFE), keeping the plan order; mean and std per field."""
     groups: dict[tuple, list[dict]] = {}
@@ -575,23 +509,16 @@ def write_table(path: Path, rows: list[dict], identity: dict, args, device, info
     path.write_text("\n".join(lines) + "\n" + args.notes_text)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--task", choices=sorted(TASKS), default="t1w_t2w", help="t1w_t2w (MR<->MR) or mr_ct (MR<->CT)")
     p.add_argument("--cohort", type=Path, default=None, help="demo cohort folder (default: a fresh temporary one)")
-    p.add_argument("--subjects", type=_positive_int, default=16, help="demo cohort subjects (16: 12 train, 4 held out)")
-    p.add_argument("--downsample", type=_positive_int, default=2, help="average-pooling factor of the 96x112 slices")
-    p.add_argument("--slices-per-subject", type=_positive_int, default=16)
+    p.add_argument("--subjects", type=positive_int, default=16, help="demo cohort subjects (16: 12 train, 4 held out)")
+    p.add_argument("--downsample", type=positive_int, default=2, help="average-pooling factor of the 96x112 slices")
+    p.add_argument("--slices-per-subject", type=positive_int, default=16)
     p.add_argument("--min-fraction", type=float, default=0.15, help="minimum head-mask fraction of a slice")
-    p.add_argument("--eval-slices-per-subject", type=_positive_int, default=8)
-    p.add_argument("--steps", type=_positive_int, default=150, help="optimiser steps per method (equal-steps budget)")
+    p.add_argument("--eval-slices-per-subject", type=positive_int, default=8)
+    p.add_argument("--steps", type=positive_int, default=150, help="optimiser steps per method (equal-steps budget)")
     p.add_argument("--budget-seconds", type=float, default=None,
                    help="training time per method (equal-time budget); adds the time-budget rows")  # fmt: skip
     p.add_argument("--budget-clock", choices=["wall", "process"], default="wall",
@@ -605,8 +532,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(the table then holds the completed seeds only)")  # fmt: skip
     p.add_argument("--methods", nargs="+", choices=METHOD_CHOICES, default=list(METHOD_CHOICES),
                    help="method families to run (default: all)")  # fmt: skip
-    p.add_argument("--batch", type=_positive_int, default=4)
-    p.add_argument("--eval-batch", type=_positive_int, default=32)
+    p.add_argument("--batch", type=positive_int, default=4)
+    p.add_argument("--eval-batch", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--network", choices=["tiny", "paper"], default="tiny")
     p.add_argument("--channels", type=int, nargs="+", default=None, help="override the network's channels")
@@ -614,13 +541,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Bi-DPM paired metrics (and regression losses for l1 / l1_lpips); LPIPS needs local "
                         "weights, rows needing them are skipped otherwise")  # fmt: skip
     p.add_argument("--lpips-weight", type=float, default=1.0, help="LPIPS weight in l1_lpips")
-    p.add_argument("--bidpm-steps", type=_positive_int, nargs="+", default=[1, 2])
-    p.add_argument("--nfe", type=_positive_int, nargs="+", default=[1, 2, 4, 8], help="RF/I-CFM/VP-CFM sampling NFEs")
+    p.add_argument("--bidpm-steps", type=positive_int, nargs="+", default=[1, 2])
+    p.add_argument("--nfe", type=positive_int, nargs="+", default=[1, 2, 4, 8], help="RF/I-CFM/VP-CFM sampling NFEs")
     p.add_argument("--sigma", type=float, default=0.1, help="I-CFM sigma")
     p.add_argument("--vp-sigma", type=float, default=0.0, help="VP-CFM sigma")
     p.add_argument("--pairing", type=float, default=0.1, help="partial pairing ratio (besides 100 %%)")
     p.add_argument("--lambda-unpaired", type=float, default=0.3)
-    p.add_argument("--mmd-pool", type=_positive_int, default=2)
+    p.add_argument("--mmd-pool", type=positive_int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--flash", dest="flash", action="store_true", default=True, help="flash attention (default)")

@@ -39,7 +39,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -65,22 +64,8 @@ from medi2i.synthesis.model_files import Translator, translator_settings
 from medi2i.synthesis.networks import PAPER_UNET, VelocityUNet
 from medi2i.synthesis.volume import translate_volume
 
-
-def _load_sibling(name: str) -> Any:
-    """Import ``benchmarks/<name>.py`` (the benchmarks folder is not a package) under a private module name."""
-    module_name = f"_medi2i_bench_{name}_for_perf"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # its dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
-_synthesis_bench = _load_sibling("synthesis")
-PeakMemory = _synthesis_bench.PeakMemory  # CUDA allocator peak or sampled RSS growth (CPU)
-machine = _synthesis_bench.machine
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
+from _bench_common import PeakMemory, lpips_unavailable, machine, positive_int, synchronize  # noqa: E402
 
 #: issue 5, section 5 (H100)
 TARGET_VOLUME_S = 0.25
@@ -235,11 +220,6 @@ def perturbed_network(flash: bool, seed: int, probe: torch.Tensor | None = None)
 def autocast(device: torch.device, bf16: bool):
     """bf16 autocast on CUDA or CPU (CPU supports it too); a no-op context for fp32."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # -------------------------------------------------------------------------------------------------- translation
@@ -602,7 +582,6 @@ def write_table(path: Path, args: argparse.Namespace, device: torch.device, tr: 
 
 
 # ---------------------------------------------------------------------------------------------------------- main
-_positive_int = _synthesis_bench._positive_int  # argparse type: integer >= 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -610,13 +589,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=None, help="markdown table (default results/synthesis_perf_<device>.md)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (32 px, 2 slices, 1 iteration): smoke test")
-    p.add_argument("--size", type=_positive_int, default=256, help="in-plane size of the translated volume")
-    p.add_argument("--slices", type=_positive_int, default=None, help="slices to translate (200 on CUDA, 8 on CPU)")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="slices per call (32 on CUDA, 4 on CPU)")
-    p.add_argument("--repeats", type=_positive_int, default=None, help="timed translations (3 on CUDA, 1 on CPU)")
-    p.add_argument("--train-size", type=_positive_int, default=192)
-    p.add_argument("--train-batch", type=_positive_int, default=None, help="training batch B (16 on CUDA, 2 on CPU)")
-    p.add_argument("--num-steps", type=_positive_int, default=2, help="Bi-DPM N of the training iteration")
+    p.add_argument("--size", type=positive_int, default=256, help="in-plane size of the translated volume")
+    p.add_argument("--slices", type=positive_int, default=None, help="slices to translate (200 on CUDA, 8 on CPU)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="slices per call (32 on CUDA, 4 on CPU)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed translations (3 on CUDA, 1 on CPU)")
+    p.add_argument("--train-size", type=positive_int, default=192)
+    p.add_argument("--train-batch", type=positive_int, default=None, help="training batch B (16 on CUDA, 2 on CPU)")
+    p.add_argument("--num-steps", type=positive_int, default=2, help="Bi-DPM N of the training iteration")
     p.add_argument(
         "--paired-metric",
         choices=["l1", "lpips"],
@@ -624,7 +603,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Bi-DPM's d (lpips needs the local LPIPS-VGG weights and adds a VGG pass)",
     )
     p.add_argument("--warmup", type=int, default=None, help="untimed training iterations (2 on CUDA, 1 on CPU)")
-    p.add_argument("--iterations", type=_positive_int, default=None, help="timed iterations (10 CUDA, 2 CPU)")
+    p.add_argument("--iterations", type=positive_int, default=None, help="timed iterations (10 CUDA, 2 CPU)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (off by default: slow on CPU)")
     flash = p.add_mutually_exclusive_group()
     flash.add_argument(
@@ -635,7 +614,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="flash attention for the translation rows (default: on for CUDA, off on CPU)",
     )
     flash.add_argument("--no-flash", dest="flash", action="store_false")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--in-process", action="store_true", help="CPU memory in this process (order dependent)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -684,7 +663,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 f"got {getattr(args, name)}"
             )
     if args.paired_metric == "lpips":
-        reason = _synthesis_bench.lpips_unavailable()
+        reason = lpips_unavailable()
         if reason:
             p.error(f"--paired-metric lpips needs the local LPIPS-VGG weights: {reason}")
     if args.out is None:

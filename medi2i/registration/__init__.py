@@ -3,7 +3,8 @@
 Modules: :mod:`.config` (hyperparameters, decisions D1-D20), :mod:`.env` (the MDP), :mod:`.networks`
 (planner, actor, critics), :mod:`.sac` (losses and the update), :mod:`.replay` (buffer), :mod:`.learner`
 (rollouts + cadence), :mod:`.trainer` (ignite engine, resume, validation), :mod:`.inference` (test-time
-registration), :mod:`.baselines` (identity, VoxelMorph), :mod:`.synthetic` (the section 8.2 task).
+registration), :mod:`.baselines` (identity, VoxelMorph), :mod:`.ants_syn` (ANTs SyN through the optional
+antspyx), :mod:`.synthetic` (the section 8.2 task).
 """
 
 from __future__ import annotations

@@ -99,7 +99,17 @@ def train_voxelmorph(
     return [float(v) for v in torch.stack(curve)]
 
 
-def _result(ddf, fixed, moving, fixed_label, moving_label, label_ids, padding) -> RegistrationResult:
+def result_from_ddf(
+    ddf: torch.Tensor,
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    fixed_label: torch.Tensor | None,
+    moving_label: torch.Tensor | None,
+    label_ids: tuple[int, ...],
+    padding: str,
+) -> RegistrationResult:
+    """A baseline's :class:`RegistrationResult` from its ddf ``(B, ndim, *spatial)``: the warped image, and with
+    labels the nearest-warped moving label and the Dice trajectory ``(B, 2)`` = (identity, registered)."""
     warped = warp(moving, ddf, padding_mode=padding)
     empty = fixed.new_zeros(fixed.shape[0], 0)
     if fixed_label is None:
@@ -127,7 +137,7 @@ def register_voxelmorph(
     ddf = model(moving, fixed)
     fl = None if fixed_label is None else fixed_label.to(device)
     ml = None if moving_label is None else moving_label.to(device)
-    return _result(ddf, fixed, moving, fl, ml, label_ids, image_padding)
+    return result_from_ddf(ddf, fixed, moving, fl, ml, label_ids, image_padding)
 
 
 def register_identity(
@@ -145,4 +155,4 @@ def register_identity(
         [[1.0, 1.0]]
     """
     ddf = torch.zeros(fixed.shape[0], fixed.ndim - 2, *fixed.shape[2:], device=fixed.device)
-    return _result(ddf, fixed.float(), moving.float(), fixed_label, moving_label, label_ids, "zeros")
+    return result_from_ddf(ddf, fixed.float(), moving.float(), fixed_label, moving_label, label_ids, "zeros")

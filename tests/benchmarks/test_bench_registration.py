@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "registration.py"
 
@@ -58,3 +59,40 @@ def test_rl_options_must_be_a_json_object(bench):
         bench.rl_options("{kmeans")
     with pytest.raises(SystemExit, match="JSON object"):
         bench.rl_options("[1, 2]")
+
+
+def test_downsample_pairs_pools_images_subsamples_labels_and_pads_to_the_network_multiple(bench):
+    from medi2i.registration.trainer import PairSet
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 1, 96, 128, 96, generator=g)
+    label = torch.randint(0, 6, (2, 1, 96, 128, 96), generator=g)
+    pairs = PairSet(image, image.flip(2), label, label.flip(2), ["a", "b"])
+    assert bench.downsample_pairs(pairs, 1) is pairs
+    small = bench.downsample_pairs(pairs, 2)
+    assert small.fixed.shape == small.moving_label.shape == (2, 1, 64, 64, 64)  # 48x64x48 padded to 32s
+    assert small.ids == ["a", "b"] and small.fixed_label.dtype == label.dtype
+    inner = (slice(None), slice(None), slice(8, 56), slice(None), slice(8, 56))  # the 48x64x48 data block
+    block = image[0, 0, :2, :2, :2].mean()
+    assert float(small.fixed[inner][0, 0, 0, 0, 0]) == pytest.approx(float(block))
+    assert torch.equal(small.fixed_label[inner], label[:, :, ::2, ::2, ::2])  # labels: no new values
+    assert float(small.fixed.sum() - small.fixed[inner].sum()) == 0.0  # zero padding outside
+
+
+def test_methods_pick_the_rows_and_ants_without_antspyx_stops_before_any_work(bench, tmp_path):
+    from medi2i.data.demo import ensure_demo_cohort
+    from medi2i.registration.ants_syn import ants_unavailable
+
+    demo = ensure_demo_cohort(tmp_path / "demo", dims=(2,), progress=False)
+    out = tmp_path / "registration.md"
+    argv = ["--dims", "2", "--vm-iterations", "2", "--threads", "1", "--demo-dir", str(demo), "--out", str(out)]
+    assert bench.main([*argv, "--methods", "identity", "voxelmorph"]) == 0
+    text = out.read_text()
+    assert _cells(text, "VoxelMorph")[7] == "1.0" and "| RL-I2IT" not in text and "| ANTs" not in text
+    if ants_unavailable() is not None:
+        with pytest.raises(SystemExit, match="pip install antspyx"):
+            bench.main([*argv, "--methods", "ants"])
+    else:  # antspyx present: the row is there, with its ratio to the VoxelMorph forward
+        assert bench.main([*argv, "--methods", "voxelmorph", "ants", "--ants-transform", "SyNOnly"]) == 0
+        row = _cells(out.read_text(), "ANTs SyNOnly")
+        assert 0.0 <= float(row[1]) <= 1.0 and float(row[7]) > 0
